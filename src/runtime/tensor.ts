@@ -237,6 +237,12 @@ export class Scope {
     return t;
   }
 
+  /** Removes a tensor's storage from every open scope: the caller now owns it and frees it explicitly. */
+  static detach<T extends Tensor>(t: T): T {
+    for (const s of Scope.#stack) s.#owned.delete(t.storage);
+    return t;
+  }
+
   static open(): Scope {
     const s = new Scope();
     Scope.#stack.push(s);
