@@ -120,9 +120,9 @@ async function main(): Promise<number> {
 
 let headerPrinted = false;
 function printRow(r: Row): void {
-  const cols = [`${r.set}:${r.component}`.padEnd(26), r.id.padEnd(34), fmt(r.maxAbs).padStart(10), fmt(r.rel).padStart(10), r.tol.padEnd(26), r.pass ? 'pass' : 'FAIL'];
+  const cols = [`${r.set}:${r.component}`.padEnd(26), r.id.padEnd(40), fmt(r.maxAbs).padStart(10), fmt(r.rel).padStart(10), r.tol.padEnd(26), r.pass ? 'pass' : 'FAIL'];
   if (!headerPrinted) {
-    console.log(['component'.padEnd(26), 'case'.padEnd(34), 'max abs'.padStart(10), 'rel err'.padStart(10), 'tolerance'.padEnd(26), 'result'].join(' | '));
+    console.log(['component'.padEnd(26), 'case'.padEnd(40), 'max abs'.padStart(10), 'rel err'.padStart(10), 'tolerance'.padEnd(26), 'result'].join(' | '));
     headerPrinted = true;
   }
   console.log(cols.join(' | ') + (r.note ? `   (${r.note})` : ''));
