@@ -269,7 +269,11 @@ function parseEntry(path: string, name: string, entry: unknown, dataStart: numbe
     throw new CheckpointError(`${dtype} x [${(shape as number[]).join(', ')}] needs ${expected} bytes but data_offsets ` +
       `[${begin}, ${end}] span ${end - begin}`, path, name);
   }
-  return { name, dtype, shape: [...(shape as number[])], byteOffset: dataStart + begin, byteLength: end - begin, file: path };
+  // Frozen: infos are shared with every caller, who must not be able to change what later reads rely on.
+  return Object.freeze({
+    name, dtype, shape: Object.freeze([...(shape as number[])]) as number[], byteOffset: dataStart + begin,
+    byteLength: end - begin, file: path,
+  });
 }
 
 // ------------------------------------------------------------------------------------------------ writer

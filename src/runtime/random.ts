@@ -189,17 +189,11 @@ const TWO_PI_F = f(2 * Math.PI);
 const f32 = new Float32Array(1);
 const f32Bits = new Uint32Array(f32.buffer);
 
-/** The float32 next to x (finite, non-zero x) towards +inf (dir 1) or -inf (dir -1). */
-function adjacentFloat(x: number, dir: 1 | -1): number {
-  f32[0] = x;
-  f32Bits[0] = f32Bits[0]! + ((x > 0) === (dir > 0) ? 1 : -1);
-  return f32[0]!;
-}
-
 /**
  * Single-rounding float32 a*b+c (fmaf). a*b of two floats is exact in a double; the sum is split into its
- * double rounding s and the exact error (TwoSum). Rounding s to float is then right except when s falls exactly
- * halfway between two floats and the error decides the side.
+ * double rounding s and the exact error (TwoSum). Rounding s to float is then right unless s lies exactly
+ * halfway between two floats and the error is non-zero: then the error's sign picks the side. s - r is exact
+ * and so is r + 2(s - r), which is a float exactly when s is such a midpoint (it is the other neighbour).
  */
 export function fmaf(a: number, b: number, c: number): number {
   const p = a * b;
@@ -208,10 +202,9 @@ export function fmaf(a: number, b: number, c: number): number {
   const err = (p - (s - sc)) + (c - sc);
   const r = f(s);
   if (err === 0 || r === s || !Number.isFinite(s)) return r;
-  const below = r < s ? r : adjacentFloat(r, -1);
-  const above = r < s ? adjacentFloat(r, 1) : r;
-  if (s - below !== above - s) return r;
-  return err > 0 ? above : below;
+  const other = r + 2 * (s - r);
+  if (f(other) !== other) return r;
+  return err > 0 ? Math.max(r, other) : Math.min(r, other);
 }
 
 // Cephes single-precision coefficients as avx_mathfun.h (after sse_mathfun / Cephes logf, sinf, cosf) uses them.
