@@ -1,9 +1,25 @@
-// CPU GEMM (first version: cache-blocked, correct; a packed AVX2/FMA micro-kernel replaces the inner loops).
+// CPU SGEMM: the Goto/BLIS loop nest over packed panels and a 6x16 AVX2/FMA micro-kernel (gemm_kernel.cpp),
+// cache-blocked, with the bias + activation epilogue fused into the last k block, threaded by splitting C
+// into one rectangle per thread. Design and measurements: docs/cpu-backend.md.
 #include "gemm.h"
+#include "gemm_kernel.h"
+#include "gemm_simd.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <new>
 
 namespace sgld {
+
+// Cache blocking for Zen 2/3 class cores (32 KiB L1d, 512 KiB L2 per core, shared L3), BLIS' loop order:
+//   KC: a KC x NR B micro-panel (16 KiB) stays in L1 while the A panels stream past it;
+//   MC: the packed MC x KC A block (144 KiB) stays in L2;
+//   NC: the packed KC x NC B block (4 MiB per thread) lives in L3.
+// Measured alternatives are in docs/cpu-backend.md.
+constexpr int64_t kGemmKC = 256;
+constexpr int64_t kGemmMC = 144;   // multiple of MR
+constexpr int64_t kGemmNC = 4096;  // multiple of NR
 
 float apply_activation(float x, int32_t activation) {
     switch (activation) {
@@ -18,36 +34,189 @@ float apply_activation(float x, int32_t activation) {
     }
 }
 
-static void gemm_rows(int64_t r0, int64_t r1, bool ta, bool tb, int64_t n, int64_t k, float alpha,
-                      const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
-                      int64_t ldc, const float *bias, int32_t act) {
-    std::vector<float> acc(static_cast<size_t>(n));
-    for (int64_t i = r0; i < r1; ++i) {
-        std::fill(acc.begin(), acc.end(), 0.0f);
-        for (int64_t p = 0; p < k; ++p) {
-            float av = ta ? a[p * lda + i] : a[i * lda + p];
-            if (tb) for (int64_t j = 0; j < n; ++j) acc[j] += av * b[j * ldb + p];
-            else { const float *br = b + p * ldb; for (int64_t j = 0; j < n; ++j) acc[j] += av * br[j]; }
+void apply_activation_inplace(float *y, int64_t n, int32_t activation) {
+    if (activation == SGLD_ACT_NONE) return;
+    int64_t i = 0;
+#if SGLD_HAVE_AVX2
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, activation256(_mm256_loadu_ps(y + i), activation));
+#endif
+    for (; i < n; ++i) y[i] = apply_activation(y[i], activation);
+}
+
+namespace {
+
+// Per-thread packing buffers, grown on demand and kept: pool workers live as long as their context, and a
+// forward pass calls GEMMs of the same sizes over and over.
+class PackBuffer {
+public:
+    ~PackBuffer() { std::free(data_); }
+    float *get(size_t floats) {
+        if (floats > capacity_) {
+            std::free(data_);
+            capacity_ = floats;
+            data_ = static_cast<float *>(std::aligned_alloc(64, round_up(int64_t(floats * sizeof(float)) + 64, 64)));
+            if (!data_) capacity_ = 0;
         }
-        float *cr = c + i * ldc;
-        for (int64_t j = 0; j < n; ++j) {
-            float v = alpha * acc[j] + (beta != 0.0f ? beta * cr[j] : 0.0f) + (bias ? bias[j] : 0.0f);
-            cr[j] = apply_activation(v, act);
+        return data_;
+    }
+
+private:
+    float *data_ = nullptr;
+    size_t capacity_ = 0;
+};
+thread_local PackBuffer tls_pack_a, tls_pack_b;
+
+struct GemmArgs {
+    bool ta, tb;
+    int64_t m, n, k;
+    float alpha;
+    const float *a; int64_t lda;
+    const float *b; int64_t ldb;
+    float beta;
+    float *c; int64_t ldc;
+    const float *bias;
+    int32_t activation;
+
+    const float *a_at(int64_t i, int64_t p) const { return ta ? a + p * lda + i : a + i * lda + p; }
+    const float *b_at(int64_t p, int64_t j) const { return tb ? b + j * ldb + p : b + p * ldb + j; }
+};
+
+// k == 0 (or alpha == 0): C = act(beta * C + bias), without touching A or B.
+void scale_only(const GemmArgs &g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    for (int64_t i = m0; i < m1; ++i) {
+        float *row = g.c + i * g.ldc;
+        for (int64_t j = n0; j < n1; ++j) {
+            float v = g.beta == 0.0f ? 0.0f : g.beta * row[j];
+            if (g.bias) v += g.bias[j];
+            row[j] = v;
         }
+        apply_activation_inplace(row + n0, n1 - n0, g.activation);
     }
 }
 
+// Splits n into blocks of at most `block`, of near-equal size rounded up to `multiple` (no thin last block).
+int64_t balanced_block(int64_t n, int64_t block, int64_t multiple) {
+    int64_t count = (n + block - 1) / block;
+    return std::min(block, round_up((n + count - 1) / count, multiple));
+}
+
+// The serial Goto loop nest over the rectangle [m0, m1) x [n0, n1) of C.
+bool gemm_rect(const GemmArgs &g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    if (m1 <= m0 || n1 <= n0) return true;
+    if (g.k == 0 || g.alpha == 0.0f) { scale_only(g, m0, m1, n0, n1); return true; }
+    const int64_t MR = kGemmMR, NR = kGemmNR;
+    const int64_t kc_max = balanced_block(g.k, kGemmKC, 4);
+    const int64_t mc_max = balanced_block(m1 - m0, kGemmMC, MR);
+    const int64_t nc_max = balanced_block(n1 - n0, kGemmNC, NR);
+    float *pa = tls_pack_a.get(size_t(round_up(mc_max, MR) * kc_max + 16));
+    float *pb = tls_pack_b.get(size_t(round_up(nc_max, NR) * kc_max + 16));
+    if (!pa || !pb) return false;
+
+    alignas(32) float edge_tile[kGemmMR * kGemmNR];
+    alignas(32) float edge_bias[kGemmNR];
+    for (int64_t jc = n0; jc < n1; jc += nc_max) {
+        const int64_t nc = std::min(nc_max, n1 - jc);
+        for (int64_t pc = 0; pc < g.k; pc += kc_max) {
+            const int64_t kc = std::min(kc_max, g.k - pc);
+            const bool first = pc == 0, last = pc + kc == g.k;
+            pack_b_panels(g.tb, kc, nc, g.b_at(pc, jc), g.ldb, pb);
+            for (int64_t ic = m0; ic < m1; ic += mc_max) {
+                const int64_t mc = std::min(mc_max, m1 - ic);
+                pack_a_panels(g.ta, mc, kc, g.a_at(ic, pc), g.lda, g.alpha, pa);
+                for (int64_t jr = 0; jr < nc; jr += NR) {
+                    const int64_t cols = std::min(NR, nc - jr);
+                    const float *b_panel = pb + jr * kc;
+                    TileEpilogue e;
+                    e.load = !first ? TileLoad::Accumulate : g.beta != 0.0f ? TileLoad::Beta : TileLoad::Overwrite;
+                    e.beta = g.beta;
+                    if (last) {
+                        e.activation = g.activation;
+                        if (g.bias) {
+                            if (cols == NR) e.bias = g.bias + jc + jr;
+                            else {
+                                std::fill(edge_bias, edge_bias + NR, 0.0f);
+                                std::copy(g.bias + jc + jr, g.bias + jc + jr + cols, edge_bias);
+                                e.bias = edge_bias;
+                            }
+                        }
+                    }
+                    for (int64_t ir = 0; ir < mc; ir += MR) {
+                        const int64_t rows = std::min(MR, mc - ir);
+                        float *c = g.c + (ic + ir) * g.ldc + jc + jr;
+                        const float *a_panel = pa + ir * kc;
+                        if (rows == MR && cols == NR) {
+                            gemm_micro_kernel(kc, a_panel, b_panel, c, g.ldc, e);
+                            continue;
+                        }
+                        // Edge tile: run the kernel on a full scratch tile and copy the valid part.
+                        if (e.load != TileLoad::Overwrite)
+                            for (int64_t i = 0; i < rows; ++i) std::copy(c + i * g.ldc, c + i * g.ldc + cols, edge_tile + i * NR);
+                        gemm_micro_kernel(kc, a_panel, b_panel, edge_tile, NR, e);
+                        for (int64_t i = 0; i < rows; ++i) std::copy(edge_tile + i * NR, edge_tile + i * NR + cols, c + i * g.ldc);
+                    }
+                }
+            }
+        }
+    }
+    return true;
+}
+
+struct Rect { int64_t m0, m1, n0, n1; };
+
+// Splits C into `parts` rectangles (a tm x tn grid, tm * tn = parts) that minimise the largest rectangle's
+// cost: its multiply-adds plus the packing it repeats (A once per NC block, B once per rectangle).
+std::vector<Rect> split_rectangles(int64_t m, int64_t n, int64_t k, int parts) {
+    int best_tm = 1;
+    double best_cost = -1;
+    for (int tm = 1; tm <= parts; ++tm) {
+        if (parts % tm) continue;
+        const int tn = parts / tm;
+        const double mr = double(round_up((m + tm - 1) / tm, kGemmMR)), nr = double(round_up((n + tn - 1) / tn, kGemmNR));
+        const double cost = mr * nr * double(k) + 8.0 * double(k) * (mr * std::ceil(nr / double(kGemmNC)) + nr);
+        if (best_cost < 0 || cost < best_cost) { best_cost = cost; best_tm = tm; }
+    }
+    const int tm = best_tm, tn = parts / tm;
+    const int64_t mstep = round_up((m + tm - 1) / tm, kGemmMR), nstep = round_up((n + tn - 1) / tn, kGemmNR);
+    std::vector<Rect> rects;
+    for (int64_t i = 0; i < m; i += mstep)
+        for (int64_t j = 0; j < n; j += nstep) rects.push_back({i, std::min(m, i + mstep), j, std::min(n, j + nstep)});
+    return rects;
+}
+
+// Below this many multiply-adds a GEMM runs on the caller alone: waking the pool costs a few microseconds.
+constexpr double kParallelMinMacs = 1 << 18;
+
+bool run_sgemm(sgld_context_t ctx, const GemmArgs &g) {
+    const int threads = ctx ? ctx->pool.size() : 1;
+    if (threads == 1 || double(g.m) * double(g.n) * double(g.k) < kParallelMinMacs)
+        return gemm_rect(g, 0, g.m, 0, g.n);
+    const std::vector<Rect> rects = split_rectangles(g.m, g.n, g.k, threads);
+    std::atomic<bool> ok{true};
+    ctx->pool.run(int64_t(rects.size()), [&](int64_t t) {
+        const Rect &r = rects[size_t(t)];
+        if (!gemm_rect(g, r.m0, r.m1, r.n0, r.n1)) ok.store(false);
+    });
+    return ok.load();
+}
+
+GemmArgs make_args(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                   const float *b, int64_t ldb, float beta, float *c, int64_t ldc, const float *bias, int32_t act) {
+    return GemmArgs{ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, act};
+}
+
+}  // namespace
+
 void sgemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                   const float *b, int64_t ldb, float beta, float *c, int64_t ldc, const float *bias, int32_t act) {
-    gemm_rows(0, m, ta, tb, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, act);
+    if (!gemm_rect(make_args(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, act), 0, m, 0, n))
+        throw std::bad_alloc();
 }
 
 void sgemm(sgld_context_t ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
            int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc, const float *bias,
            int32_t act) {
-    parallel_for(ctx, m, 1, [&](int64_t r0, int64_t r1) {
-        gemm_rows(r0, r1, ta, tb, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, act);
-    });
+    if (!run_sgemm(ctx, make_args(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, act)))
+        throw std::bad_alloc();
 }
 
 }  // namespace sgld
@@ -61,13 +230,39 @@ extern "C" sgld_status sgld_gemm(sgld_context_t ctx, int32_t dtype, int32_t tran
     SGLD_CHECK_CTX(ctx);
     if (sgld_status s = require_f32(dtype, "sgld_gemm")) return s;
     if (m < 0 || n < 0 || k < 0 || batch < 0) return fail(SGLD_ERR_INVALID, "sgld_gemm: negative size");
+    if (activation < SGLD_ACT_NONE || activation > SGLD_ACT_RELU)
+        return fail(SGLD_ERR_INVALID, "sgld_gemm: unknown activation %d", activation);
     if (m == 0 || n == 0 || batch == 0) return SGLD_OK;
     SGLD_CHECK_PTR(c);
     if (k > 0) { SGLD_CHECK_PTR(a); SGLD_CHECK_PTR(b); }
+    if (ldc < n) return fail(SGLD_ERR_INVALID, "sgld_gemm: ldc %lld < n %lld", (long long)ldc, (long long)n);
+    if (k > 0) {
+        const int64_t a_width = trans_a ? m : k, b_width = trans_b ? k : n;
+        if (lda < a_width) return fail(SGLD_ERR_INVALID, "sgld_gemm: lda %lld < %lld", (long long)lda, (long long)a_width);
+        if (ldb < b_width) return fail(SGLD_ERR_INVALID, "sgld_gemm: ldb %lld < %lld", (long long)ldb, (long long)b_width);
+    }
     const float *A = static_cast<const float *>(a), *B = static_cast<const float *>(b), *bi = static_cast<const float *>(bias);
     float *C = static_cast<float *>(c);
-    for (int64_t bt = 0; bt < batch; ++bt)
-        sgemm(ctx, trans_a, trans_b, m, n, k, alpha, A + bt * stride_a, lda, B + bt * stride_b, ldb, beta,
-              C + bt * stride_c, ldc, bi, activation);
+    const int threads = ctx->pool.size();
+    try {
+        if (batch > 1 && (batch % threads == 0 || double(m) * double(n) * double(k) < kParallelMinMacs)) {
+            // Whole batch items per thread: no shared panels, no split.
+            std::atomic<bool> ok{true};
+            parallel_for(ctx, batch, 1, [&](int64_t b0, int64_t b1) {
+                try {
+                    for (int64_t bt = b0; bt < b1; ++bt)
+                        sgemm_serial(trans_a, trans_b, m, n, k, alpha, A + bt * stride_a, lda, B + bt * stride_b, ldb,
+                                     beta, C + bt * stride_c, ldc, bi, activation);
+                } catch (const std::bad_alloc &) { ok.store(false); }
+            });
+            if (!ok.load()) throw std::bad_alloc();
+        } else {
+            for (int64_t bt = 0; bt < batch; ++bt)
+                sgemm(ctx, trans_a, trans_b, m, n, k, alpha, A + bt * stride_a, lda, B + bt * stride_b, ldb, beta,
+                      C + bt * stride_c, ldc, bi, activation);
+        }
+    } catch (const std::bad_alloc &) {
+        return fail(SGLD_ERR_NO_MEMORY, "sgld_gemm: out of memory for packing buffers");
+    }
     return SGLD_OK;
 }
