@@ -1,0 +1,32 @@
+// Parameter holders of the Wan transformer whose fields are the checkpoint's (`to_q.weight`, `to_q.bias`), each
+// loaded from the model's WeightStore with the shape the config implies.
+import { type ActivationCode, Activation, linear } from '../../runtime/ops.js';
+import type { Tensor } from '../../runtime/tensor.js';
+import type { WeightStore } from '../weights.js';
+
+/** torch.nn.Linear: weight [out, in], bias [out]. */
+export class Linear {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+
+  constructor(store: WeightStore, name: string, inFeatures: number, outFeatures: number, bias = true) {
+    this.weight = store.get(`${name}.weight`, [outFeatures, inFeatures]);
+    this.bias = bias ? store.get(`${name}.bias`, [outFeatures]) : null;
+  }
+
+  /** act(x @ W^T + b), bias and activation fused into the GEMM. */
+  forward(x: Tensor, act: ActivationCode = Activation.NONE): Tensor {
+    return linear(x, this.weight, this.bias, act);
+  }
+}
+
+/** A norm's affine parameters (weight, and bias for LayerNorm). */
+export class NormWeights {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+
+  constructor(store: WeightStore, name: string, dim: number, bias: boolean) {
+    this.weight = store.get(`${name}.weight`, [dim]);
+    this.bias = bias ? store.get(`${name}.bias`, [dim]) : null;
+  }
+}
