@@ -45,26 +45,8 @@ void apply_activation_inplace(float *y, int64_t n, int32_t activation) {
 
 namespace {
 
-// Per-thread packing buffers, grown on demand and kept: pool workers live as long as their context, and a
-// forward pass calls GEMMs of the same sizes over and over.
-class PackBuffer {
-public:
-    ~PackBuffer() { std::free(data_); }
-    float *get(size_t floats) {
-        if (floats > capacity_) {
-            std::free(data_);
-            capacity_ = floats;
-            data_ = static_cast<float *>(std::aligned_alloc(64, round_up(int64_t(floats * sizeof(float)) + 64, 64)));
-            if (!data_) capacity_ = 0;
-        }
-        return data_;
-    }
-
-private:
-    float *data_ = nullptr;
-    size_t capacity_ = 0;
-};
-thread_local PackBuffer tls_pack_a, tls_pack_b;
+// Per-thread packing buffers (see ScratchBuffer).
+thread_local ScratchBuffer tls_pack_a, tls_pack_b;
 
 struct GemmArgs {
     bool ta, tb;
@@ -108,8 +90,8 @@ bool gemm_rect(const GemmArgs &g, int64_t m0, int64_t m1, int64_t n0, int64_t n1
     const int64_t kc_max = balanced_block(g.k, kGemmKC, 4);
     const int64_t mc_max = balanced_block(m1 - m0, kGemmMC, MR);
     const int64_t nc_max = balanced_block(n1 - n0, kGemmNC, NR);
-    float *pa = tls_pack_a.get(size_t(round_up(mc_max, MR) * kc_max + 16));
-    float *pb = tls_pack_b.get(size_t(round_up(nc_max, NR) * kc_max + 16));
+    float *pa = tls_pack_a.get(size_t(round_up(mc_max, MR) * kc_max));
+    float *pb = tls_pack_b.get(size_t(round_up(nc_max, NR) * kc_max));
     if (!pa || !pb) return false;
 
     alignas(32) float edge_tile[kGemmMR * kGemmNR];

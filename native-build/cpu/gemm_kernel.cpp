@@ -2,9 +2,22 @@
 #include "gemm_kernel.h"
 #include "gemm_simd.h"
 
+#include <cstdlib>
 #include <cstring>
 
 namespace sgld {
+
+ScratchBuffer::~ScratchBuffer() { std::free(data_); }
+
+float *ScratchBuffer::get(size_t floats) {
+    if (floats > capacity_ || !data_) {
+        std::free(data_);
+        // 16 floats of slack: pack_a_panels may store 2 floats past its last panel.
+        data_ = static_cast<float *>(std::aligned_alloc(64, size_t(round_up(int64_t(floats + 16) * 4, 64))));
+        capacity_ = data_ ? floats : 0;
+    }
+    return data_;
+}
 
 #if SGLD_HAVE_AVX2
 

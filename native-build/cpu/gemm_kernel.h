@@ -14,6 +14,22 @@ constexpr int64_t kGemmNR = 16;  // columns per micro-tile: two 8-lane ymm vecto
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
+// A 64-byte-aligned float buffer that grows on demand and is kept (one per thread and purpose: pool workers
+// live as long as their context, and a forward pass repeats the same sizes). get() returns null when the
+// allocation fails. Never the context allocator: these are the op's private workspace.
+class ScratchBuffer {
+public:
+    ScratchBuffer() = default;
+    ScratchBuffer(const ScratchBuffer &) = delete;
+    ScratchBuffer &operator=(const ScratchBuffer &) = delete;
+    ~ScratchBuffer();
+    float *get(size_t floats);
+
+private:
+    float *data_ = nullptr;
+    size_t capacity_ = 0;
+};
+
 // Packs op(A)[0:mc, 0:kc] into ceil(mc/MR) A panels, scaled by alpha. `a` addresses op(A)(0, 0): element (i, p)
 // is a[i*lda + p], or a[p*lda + i] when trans. Writes up to 2 floats past the last panel (keep slack).
 void pack_a_panels(bool trans, int64_t mc, int64_t kc, const float *a, int64_t lda, float alpha, float *dst);
