@@ -1,0 +1,72 @@
+// WanDecoder3d: conv_in from z_dim, the middle block, the up stages (num_res_blocks + 1 residual blocks each,
+// then an upsample2d/3d between stages), norm_out -> SiLU -> conv_out to RGB. One call decodes one latent frame
+// (or chunk); the FrameCache carries the causal context, and upsample3d's first-chunk rule makes the first latent
+// frame decode to a single video frame and every later one to scale_factor_temporal frames.
+import type { WeightStore } from '../weights.js';
+import { Activation, activation } from '../../runtime/ops.js';
+import { type Tensor, scoped } from '../../runtime/tensor.js';
+import { type WanVAEConfig, decoderDims } from './vae-config.js';
+import type { FrameCache } from './vae-frame-cache.js';
+import { CausalConv3d, ChannelRMSNorm, MidBlock, Resample, ResidualBlock, step } from './vae-layers.js';
+
+/** WanUpBlock: residual blocks, then at most one upsampler (`upsamplers.0`). */
+export class UpBlock {
+  readonly resnets: ResidualBlock[] = [];
+  readonly upsamplers: Resample[] = [];
+
+  constructor(store: WeightStore, readonly key: string, inDim: number, outDim: number, numResBlocks: number,
+    upsampleMode: 'upsample2d' | 'upsample3d' | null) {
+    for (let r = 0; r <= numResBlocks; r++) {
+      this.resnets.push(new ResidualBlock(store, `${key}.resnets.${r}`, r === 0 ? inDim : outDim, outDim));
+    }
+    if (upsampleMode) this.upsamplers.push(new Resample(store, `${key}.upsamplers.0`, outDim, upsampleMode));
+  }
+
+  /** Width of this block's output: the upsampler halves it (Wan2.1), otherwise out_dim. */
+  get outDim(): number { return this.upsamplers[0]?.outDim ?? this.resnets[this.resnets.length - 1]!.outDim; }
+
+  forward(x: Tensor, cache: FrameCache): Tensor {
+    let y = x;
+    for (const r of this.resnets) y = step(y, x, (t) => r.forward(t, cache));
+    for (const u of this.upsamplers) y = step(y, x, (t) => u.forward(t, cache));
+    return y;
+  }
+}
+
+export class WanDecoder {
+  readonly convIn: CausalConv3d;
+  readonly midBlock: MidBlock;
+  readonly upBlocks: UpBlock[] = [];
+  readonly normOut: ChannelRMSNorm;
+  readonly convOut: CausalConv3d;
+
+  constructor(store: WeightStore, config: WanVAEConfig, readonly key = 'decoder') {
+    const dims = decoderDims(config);
+    // Temporal upsampling mirrors the encoder's downsampling, deepest stage first.
+    const temporalUpsample = [...config.temporalDownsample].reverse();
+    this.convIn = new CausalConv3d(store, `${key}.conv_in`, config.zDim, dims[0]!, [3, 3, 3], [1, 1, 1]);
+    this.midBlock = new MidBlock(store, `${key}.mid_block`, dims[0]!);
+    const stages = config.dimMult.length;
+    let inDim = dims[0]!;
+    for (let i = 0; i < stages; i++) {
+      const outDim = dims[i + 1]!;
+      const mode = i === stages - 1 ? null : temporalUpsample[i] ? 'upsample3d' : 'upsample2d';
+      const block = new UpBlock(store, `${key}.up_blocks.${i}`, inDim, outDim, config.numResBlocks, mode);
+      this.upBlocks.push(block);
+      inDim = block.outDim;
+    }
+    this.normOut = new ChannelRMSNorm(store, `${key}.norm_out`, inDim, [inDim, 1, 1, 1]);
+    this.convOut = new CausalConv3d(store, `${key}.conv_out`, inDim, config.outChannels, [3, 3, 3], [1, 1, 1]);
+  }
+
+  /** One latent chunk [B, z_dim, T, h, w] -> video frames [B, out_channels, T', 8h, 8w] (unclamped). */
+  forward(z: Tensor, cache: FrameCache): Tensor {
+    return scoped(() => {
+      let y = this.convIn.forwardCached(z, cache);
+      y = step(y, z, (t) => this.midBlock.forward(t, cache));
+      for (const block of this.upBlocks) y = step(y, z, (t) => block.forward(t, cache));
+      y = step(y, z, (t) => activation(this.normOut.forward(t), Activation.SILU, true));
+      return step(y, z, (t) => this.convOut.forwardCached(t, cache));
+    });
+  }
+}
