@@ -1,0 +1,113 @@
+// The CUDA library builds with nvcc, exports exactly the C ABI of sgld.h, and loads on a machine without a GPU,
+// where it reports the missing driver as an error instead of crashing. On a machine with a GPU the last test
+// instead runs a few ops and checks their results.
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { NativeDType, Status, loadNativeLibrary, type Ptr } from '../../src/runtime/native.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const libPath = join(root, 'libs', 'libsgld_cuda.so');
+const headerPath = join(root, 'native-build', 'include', 'sgld.h');
+
+// The build script's own search order, so that we skip exactly when it would fail for want of nvcc.
+function findNvcc(): string | null {
+  for (const c of [process.env.NVCC, 'nvcc', '/usr/local/cuda/bin/nvcc', '/usr/local/bin/nvcc']) {
+    if (!c) continue;
+    try {
+      execFileSync(c, ['--version'], { stdio: 'ignore' });
+      return c;
+    } catch {
+      // try the next one
+    }
+  }
+  return null;
+}
+
+/** Names of the functions sgld.h declares (comments stripped first: they mention type names too). */
+function headerFunctions(): string[] {
+  const code = readFileSync(headerPath, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '');
+  return [...new Set([...code.matchAll(/\b(sgld_\w+)\s*\(/g)].map((m) => m[1]!))].sort();
+}
+
+const nvcc = findNvcc();
+const skip = nvcc ? false : 'nvcc not found ($NVCC, PATH, /usr/local/cuda/bin, /usr/local/bin): the CUDA library cannot be built here';
+
+// A build from scratch compiles about ten translation units (about 10 s each on one core).
+t.setTimeout(600_000);
+
+t.test('build-cuda.mjs builds libs/libsgld_cuda.so', { skip }, async (t) => {
+  const stdout = execFileSync(process.execPath, [join(root, 'native-build', 'build-cuda.mjs')], {
+    cwd: root, encoding: 'utf8', timeout: 590_000, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.match(stdout, libPath, 'it prints where the library went');
+  t.ok(existsSync(libPath), 'the library exists');
+});
+
+t.test('the library exports exactly the functions declared in sgld.h', { skip }, async (t) => {
+  const declared = headerFunctions();
+  t.ok(declared.length >= 38, `the header declares ${declared.length} functions`);
+  const nm = execFileSync('nm', ['-D', '--defined-only', libPath], { encoding: 'utf8' });
+  const exported = nm.split('\n').map((l) => l.trim().split(/\s+/)[2]).filter((s): s is string => !!s).sort();
+  t.same(exported, declared);
+});
+
+t.test('it loads without a GPU and reports a missing driver as an error', { skip }, async (t) => {
+  const lib = loadNativeLibrary('cuda', libPath);  // binds every function of the header: all must resolve
+  const f = lib.fns;
+  t.equal(f.sgld_backend_name(), 'cuda');
+  t.equal(f.sgld_abi_version(), 1);
+  const count: [number | null] = [null];
+  const status = f.sgld_device_count(count);
+  if (status !== Status.OK) {
+    t.equal(status, Status.DEVICE, 'no driver / no device is SGLD_ERR_DEVICE');
+    t.match(f.sgld_last_error(), /^sgld_device_count: no usable CUDA device: CUDA error \d+ \(cuda\w+\)/);
+    t.equal(count[0], 0, 'the count is zeroed, not left undefined');
+    const ctx: [Ptr | null] = [null];
+    t.equal(f.sgld_context_create(0, 0, ctx), Status.DEVICE, 'no context without a device');
+    t.match(f.sgld_last_error(), /^sgld_context_create: /);
+    t.equal(f.sgld_synchronize(0n), Status.INVALID, 'a null context is rejected, not dereferenced');
+    t.match(f.sgld_last_error(), /sgld_synchronize: null context/);
+    return;
+  }
+
+  // A GPU is present: a bf16 fill converted to f32, and an f32 GEMM against a JS reference (exact small ints).
+  t.ok(count[0]! >= 1, `${count[0]} device(s)`);
+  const ctxOut: [Ptr | null] = [null];
+  lib.check(f.sgld_context_create(0, 0, ctxOut), 'sgld_context_create');
+  const ctx = ctxOut[0]!;
+  t.teardown(() => { f.sgld_context_destroy(ctx); });
+  const alloc = (bytes: number): Ptr => {
+    const out: [Ptr | null] = [null];
+    lib.check(f.sgld_malloc(ctx, bytes, out), 'sgld_malloc');
+    return out[0]!;
+  };
+  const n = 1000;
+  const half = alloc(n * 2), full = alloc(n * 4);
+  lib.check(f.sgld_fill(ctx, NativeDType.BF16, n, half, 1.5), 'sgld_fill');
+  lib.check(f.sgld_convert(ctx, n, NativeDType.BF16, half, NativeDType.F32, full), 'sgld_convert');
+  const back = new Float32Array(n);
+  lib.check(f.sgld_copy_to_host(ctx, back, full, n * 4), 'sgld_copy_to_host');
+  t.ok(back.every((v) => v === 1.5), 'bf16 fill of 1.5 reads back exactly');
+
+  const [m, k, nn] = [3, 5, 4];
+  const a = Float32Array.from({ length: m * k }, (_, i) => (i % 7) - 3);
+  const b = Float32Array.from({ length: nn * k }, (_, i) => (i % 5) - 2);  // stored n x k (trans_b = 1)
+  const bias = Float32Array.from({ length: nn }, (_, i) => i);
+  const [da, db, dbias, dc] = [alloc(a.byteLength), alloc(b.byteLength), alloc(bias.byteLength), alloc(m * nn * 4)];
+  lib.check(f.sgld_copy_to_device(ctx, da, a, a.byteLength), 'sgld_copy_to_device');
+  lib.check(f.sgld_copy_to_device(ctx, db, b, b.byteLength), 'sgld_copy_to_device');
+  lib.check(f.sgld_copy_to_device(ctx, dbias, bias, bias.byteLength), 'sgld_copy_to_device');
+  lib.check(f.sgld_gemm(ctx, NativeDType.F32, 0, 1, m, nn, k, 1, da, k, 0, db, k, 0, 0, dc, nn, 0, 1, dbias, 0), 'sgld_gemm');
+  const c = new Float32Array(m * nn);
+  lib.check(f.sgld_copy_to_host(ctx, c, dc, c.byteLength), 'sgld_copy_to_host');
+  const want = new Float32Array(m * nn);
+  for (let i = 0; i < m; i++) for (let j = 0; j < nn; j++) {
+    let s = bias[j]!;
+    for (let p = 0; p < k; p++) s += a[i * k + p]! * b[j * k + p]!;
+    want[i * nn + j] = s;
+  }
+  t.same([...c], [...want], 'x W^T + b, exact on small integers');
+});
