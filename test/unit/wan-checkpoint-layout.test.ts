@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { openDiffusersModel } from '../../src/checkpoint/diffusers.js';
 import { type TensorToWrite, writeSafetensors } from '../../src/checkpoint/safetensors.js';
-import { sequenceLengths, UMT5Encoder, wanPromptEmbeds } from '../../src/models/umt5/index.js';
+import { encodeWanPrompt, sequenceLengths, UMT5Encoder, wanPromptEmbeds } from '../../src/models/umt5/index.js';
 import { WanTransformer3DModel } from '../../src/models/wan/transformer.js';
 import { Device } from '../../src/runtime/device.js';
 import { fromFloat32 } from '../../src/runtime/ops.js';
@@ -174,6 +174,11 @@ for (const [variant, transformerConfig] of Object.entries(transformerConfigs)) {
     t.ok(e.subarray((1 * length + 9) * d, 2 * length * d).every((x) => x === 0), 'prompt_embeds rows past the prompt are zero');
     t.ok(e.subarray(0, 17 * d).some((x) => x !== 0), 'prompt_embeds keep the prompt rows');
     hidden.free();
+    // Encoding only the first max(len) = 17 positions gives the same embeddings (fp32 summation order aside).
+    const short = encodeWanPrompt(encoder, { ids, mask, batch, length });
+    const s = short.toFloat32Array();
+    short.free();
+    t.ok(s.every((x, i) => Math.abs(x - e[i]!) <= 1e-5 * (1 + Math.abs(e[i]!))), 'encodeWanPrompt matches the full-length encode within 1e-5');
 
     const tr = pipeline.component('transformer');
     const model = new WanTransformer3DModel(device, tr.config, tr.weights!);

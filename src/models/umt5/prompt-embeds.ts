@@ -4,6 +4,7 @@
 // outputs at padding positions.
 import { copyInto, zeros } from '../../runtime/ops.js';
 import { type Tensor, scoped } from '../../runtime/tensor.js';
+import type { TokenBatch, UMT5Encoder } from './encoder.js';
 
 /** Number of mask entries > 0 in each row of a row-major [batch, length] mask. */
 export function sequenceLengths(mask: ArrayLike<number>, batch: number, length: number): number[] {
@@ -32,4 +33,39 @@ export function wanPromptEmbeds(lastHiddenState: Tensor, seqLens: readonly numbe
     }
     return out;
   });
+}
+
+/** True when every row of the mask is ones then zeros (the tokenizer's right padding). */
+function isRightPadded(mask: ArrayLike<number>, batch: number, length: number): boolean {
+  for (let b = 0; b < batch; b++) {
+    let padding = false;
+    for (let i = 0; i < length; i++) {
+      const on = mask[b * length + i]! > 0;
+      if (padding && on) return false;
+      if (!on) padding = true;
+    }
+  }
+  return true;
+}
+
+/**
+ * The pipeline's prompt_embeds [B, maxSequenceLength, d_model] for a tokenized batch, encoding only the first
+ * max(sum(mask)) positions. With right padding this is exact, not an approximation: padded keys are masked out
+ * of every real token's attention, the relative bias depends on positions that do not move, and the rows of
+ * padded positions are replaced by zeros anyway. A 20-token prompt then costs 20 positions instead of 512.
+ */
+export function encodeWanPrompt(encoder: UMT5Encoder, tokens: TokenBatch, maxSequenceLength = tokens.length): Tensor {
+  const { batch, length } = tokens;
+  const lens = sequenceLengths(tokens.mask, batch, length);
+  const used = Math.max(1, ...lens);
+  let input = tokens;
+  if (used < length && isRightPadded(tokens.mask, batch, length)) {
+    const take = <T extends ArrayLike<number>>(xs: T): number[] => {
+      const out: number[] = [];
+      for (let b = 0; b < batch; b++) for (let i = 0; i < used; i++) out.push(xs[b * length + i]!);
+      return out;
+    };
+    input = { ids: take(tokens.ids), mask: take(tokens.mask), batch, length: used };
+  }
+  return scoped(() => wanPromptEmbeds(encoder.forward(input), lens, maxSequenceLength));
 }

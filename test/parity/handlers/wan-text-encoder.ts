@@ -1,9 +1,10 @@
 // text_encoder cases of a WanPipeline fixture set: UMT5 on the case's token ids and attention mask (from the
-// goldens, so the tokenizer is not under test here), returning last_hidden_state and the pipeline's
-// prompt_embeds (rows past each prompt's length zeroed).
+// goldens, so the tokenizer is not under test here), returning last_hidden_state (full padded length) and the
+// pipeline's prompt_embeds (rows past each prompt's length zeroed). prompt_embeds go through the pipeline's own
+// path, encodeWanPrompt, which encodes only the prompt's positions: the golden checks that shortcut too.
 import { openDiffusersModel } from '../../../src/checkpoint/diffusers.js';
 import { Device } from '../../../src/runtime/device.js';
-import { sequenceLengths, UMT5Encoder, wanPromptEmbeds } from '../../../src/models/umt5/index.js';
+import { encodeWanPrompt, UMT5Encoder } from '../../../src/models/umt5/index.js';
 import type { CaseContext, CaseOutput, FamilyHandlers, ParityCase } from '../types.js';
 
 export const family = 'WanPipeline';
@@ -32,22 +33,17 @@ function textEncoder(c: ParityCase, ctx: CaseContext): CaseOutput[] {
   const mask = Array.from(ctx.goldens.readBigInt64(maskSpec.name), Number);
 
   const encoder = encoderFor(ctx.modelDir);
-  const hidden = encoder.forward({ ids, mask, batch, length });
-  try {
-    const outputs: CaseOutput[] = [];
-    for (const out of c.outputs) {
-      if (out.name.endsWith('_last_hidden_state')) {
-        outputs.push({ name: out.name, values: hidden.toFloat32Array() });
-      } else if (out.name.endsWith('_prompt_embeds')) {
-        const embeds = wanPromptEmbeds(hidden, sequenceLengths(mask, batch, length), out.shape[1]);
-        outputs.push({ name: out.name, values: embeds.toFloat32Array() });
-        embeds.free();
-      }
-    }
-    return outputs;
-  } finally {
-    hidden.free();
+  const tokens = { ids, mask, batch, length };
+  const outputs: CaseOutput[] = [];
+  for (const out of c.outputs) {
+    const result = out.name.endsWith('_last_hidden_state') ? encoder.forward(tokens)
+      : out.name.endsWith('_prompt_embeds') ? encodeWanPrompt(encoder, tokens, out.shape[1])
+        : undefined;
+    if (!result) continue;
+    outputs.push({ name: out.name, values: result.toFloat32Array() });
+    result.free();
   }
+  return outputs;
 }
 
 export const handlers: FamilyHandlers = { text_encoder: textEncoder };
