@@ -11,10 +11,15 @@ import { type FrameCache, SKIPPED_FIRST_CHUNK, framesToCache } from './vae-frame
 
 type Triple = [number, number, number];
 
-/** One step of a chain: `fn(x)`, then frees `x` unless it is `keep` (the caller's input) or was returned. */
+/** Frees `t` unless `other` shares its storage (a view, or contiguous() handing back its input). */
+export function freeUnlessShared(t: Tensor, other: Tensor): void {
+  if (t.storage !== other.storage) t.free();
+}
+
+/** One step of a chain: `fn(x)`, then frees `x` unless it is (a view of) `keep`, the caller's input, or of the result. */
 export function step(x: Tensor, keep: Tensor, fn: (x: Tensor) => Tensor): Tensor {
   const y = fn(x);
-  if (x !== keep && x !== y) x.free();
+  if (x.storage !== keep.storage) freeUnlessShared(x, y);
   return y;
 }
 
@@ -136,9 +141,9 @@ export class AttentionBlock {
       // Channels last: one row per position, so q/k/v are column blocks of one projection.
       const normed = this.norm.forward(x);
       const rows = contiguous(normed.permute([0, 2, 3, 4, 1]));
-      normed.free();
+      freeUnlessShared(normed, rows);
       const qkv = linear(rows.reshape([frames, positions, c]), this.qkvWeight, this.qkvBias);
-      rows.free();
+      freeUnlessShared(rows, qkv);
       const head = (i: number): Tensor => qkv.slice(2, i * c, (i + 1) * c).unsqueeze(2);
       const { out } = attention(head(0), head(1), head(2));
       qkv.free();
@@ -227,7 +232,7 @@ export class Resample {
     const [b, c2, t, h, w] = y.shape as [number, number, number, number, number];
     const c = c2 / 2;
     const interleaved = contiguous(y.reshape([b, 2, c, t, h, w]).permute([0, 2, 3, 1, 4, 5])).reshape([b, c, 2 * t, h, w]);
-    y.free();
+    freeUnlessShared(y, interleaved);
     return interleaved;
   }
 

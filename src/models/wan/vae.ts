@@ -8,7 +8,7 @@ import type { DiffusersModel } from '../../checkpoint/diffusers.js';
 import type { Device } from '../../runtime/device.js';
 import type { DType } from '../../runtime/dtype.js';
 import { add, cat, contiguous, div, empty, fromFloat32, mul, sub } from '../../runtime/ops.js';
-import { Scope, type Tensor, copyInto, scoped } from '../../runtime/tensor.js';
+import { Scope, type Tensor, copyInto, copyTo, scoped } from '../../runtime/tensor.js';
 import { type WeightSource, WeightStore } from '../weights.js';
 import { clamp } from './vae-clamp.js';
 import { type WanVAEConfig, parseWanVAEConfig, videoFramesFor } from './vae-config.js';
@@ -149,7 +149,8 @@ export class AutoencoderKLWan {
         const z = this.config.zDim;
         const moments = parts.length === 1 ? parts[0]! : cat(parts, 2);
         return {
-          mean: contiguous(moments.slice(1, 0, z)),
+          // A copy, never a view: with batch 1 the slice is dense and would share (and pin) the moments' storage.
+          mean: copyTo(moments.slice(1, 0, z), moments.dtype),
           logvar: clamp(moments.slice(1, z, 2 * z), LOGVAR_MIN, LOGVAR_MAX),
         };
       });
