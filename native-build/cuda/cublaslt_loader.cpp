@@ -29,7 +29,7 @@ static bool resolve(void *handle, const char *name, Fn *out, std::string *missin
 static void load_once() {
     LibrarySearch search;
     search.names = {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"};
-    search.wheel_subdir = "nvidia/cublas/lib";
+    search.wheel_subdirs = {"nvidia/cu13/lib", "nvidia/cublas/lib"};  // CUDA 13 wheels, then CUDA 12 wheels
     LoadedLibrary lib = open_cuda_library(search);
     if (!lib.handle) {
         g_error = "cuBLASLt: " + lib.searched + ". Set SGLD_CUDA_LIB_DIRS to the folder that holds libcublasLt.so.*";

@@ -97,13 +97,23 @@ LoadedLibrary open_cuda_library(const LibrarySearch &search) {
     }
     searched += ", the default library path (LD_LIBRARY_PATH, ld.so cache)";
 
-    // 3. Python wheels.
+    // 3. A CUDA toolkit that the loader was not told about.
+    const char *toolkit[] = {"/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib"};
+    for (const char *dir : toolkit)
+        for (const auto &name : search.names)
+            if (try_path(std::string(dir) + "/" + name)) return lib;
+    searched += ", /usr/local/cuda/lib64, /usr/local/cuda/targets/x86_64-linux/lib";
+
+    // 4. Python wheels.
     std::vector<std::string> sites;
     for (const auto &p : site_package_patterns()) glob_into(p, &sites);
     for (const auto &site : sites)
-        for (const auto &name : search.names)
-            if (try_path(site + "/" + search.wheel_subdir + "/" + name)) return lib;
-    searched += ", <site-packages>/" + search.wheel_subdir + " in ";
+        for (const auto &sub : search.wheel_subdirs)
+            for (const auto &name : search.names)
+                if (try_path(site + "/" + sub + "/" + name)) return lib;
+    searched += ", <site-packages>/{";
+    for (size_t i = 0; i < search.wheel_subdirs.size(); ++i) searched += (i ? "," : "") + search.wheel_subdirs[i];
+    searched += "} in ";
     if (sites.empty()) searched += "(no Python site-packages folder found)";
     for (size_t i = 0; i < sites.size(); ++i) searched += (i ? ", " : "") + sites[i];
 

@@ -9,7 +9,9 @@ namespace sgld {
 
 struct LibrarySearch {
     std::vector<std::string> names;  // file names in order of preference, e.g. libcublasLt.so.13, .so.12, .so
-    std::string wheel_subdir;        // directory inside a site-packages folder, e.g. "nvidia/cublas/lib"
+    // folders inside a site-packages folder, e.g. "nvidia/cu13/lib" (CUDA 13 wheels group their libraries
+    // there) then "nvidia/cublas/lib" (CUDA 12 wheels)
+    std::vector<std::string> wheel_subdirs;
 };
 
 struct LoadedLibrary {
@@ -19,8 +21,9 @@ struct LoadedLibrary {
 };
 
 // Search order: each directory of $SGLD_CUDA_LIB_DIRS (colon-separated), then the default dlopen search
-// (LD_LIBRARY_PATH, the ld.so cache), then <site-packages>/<wheel_subdir> under $VIRTUAL_ENV, $CONDA_PREFIX,
-// ~/.local, /usr/local/lib/python3*, /usr/lib/python3*, /opt/*/lib/python3* and /opt/*/*/lib/python3*.
+// (LD_LIBRARY_PATH, the ld.so cache), then the CUDA toolkit (/usr/local/cuda/lib64, .../targets/x86_64-linux/lib),
+// then <site-packages>/<wheel_subdir> under $VIRTUAL_ENV, $CONDA_PREFIX, ~/.local, /usr/local/lib/python3*,
+// /usr/lib/python3*, /opt/*/lib/python3* and /opt/*/*/lib/python3*.
 LoadedLibrary open_cuda_library(const LibrarySearch &search);
 
 }  // namespace sgld

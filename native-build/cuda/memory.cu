@@ -145,10 +145,10 @@ extern "C" sgld_status sgld_host_alloc(sgld_context_t ctx, size_t bytes, void **
     SGLD_API_END
 }
 
-extern "C" sgld_status sgld_host_free(sgld_context_t ctx, void *ptr) {
+// Pinned memory belongs to the process, not to a context (the CPU backend ignores ctx here too).
+extern "C" sgld_status sgld_host_free(sgld_context_t, void *ptr) {
     SGLD_API_BEGIN
         if (!ptr) return SGLD_OK;
-        SGLD_ENTER(ctx);
         SGLD_CUDA(cudaFreeHost(ptr));
         return SGLD_OK;
     SGLD_API_END

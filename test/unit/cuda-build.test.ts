@@ -2,7 +2,8 @@
 // where it reports the missing driver as an error instead of crashing. On a machine with a GPU the last test
 // instead runs a few ops and checks their results.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
@@ -111,3 +112,67 @@ t.test('it loads without a GPU and reports a missing driver as an error', { skip
   }
   t.same([...c], [...want], 'x W^T + b, exact on small integers');
 });
+
+// The run-time search for cuBLASLt, exercised on the host with a stand-in library that exports the entry points
+// sgld resolves (their bodies never run: only dlopen/dlsym are under test).
+const LT_SYMBOLS = ['cublasLtGetVersion', 'cublasLtCreate', 'cublasLtDestroy', 'cublasLtMatmulDescCreate',
+  'cublasLtMatmulDescDestroy', 'cublasLtMatmulDescSetAttribute', 'cublasLtMatrixLayoutCreate',
+  'cublasLtMatrixLayoutDestroy', 'cublasLtMatrixLayoutSetAttribute', 'cublasLtMatmulPreferenceCreate',
+  'cublasLtMatmulPreferenceDestroy', 'cublasLtMatmulPreferenceSetAttribute', 'cublasLtMatmulAlgoGetHeuristic',
+  'cublasLtMatmul'];
+
+t.test('the cuBLASLt loader searches $SGLD_CUDA_LIB_DIRS and Python wheels, and names what it searched',
+  { skip }, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'sgld-lt-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const cudaInclude = join(dirname(dirname(execFileSync('bash', ['-c', `readlink -f "$(command -v ${nvcc})"`],
+      { encoding: 'utf8' }).trim())), 'include');
+    const src = join(root, 'native-build', 'cuda');
+    const probe = join(dir, 'probe');
+    writeFileSync(join(dir, 'probe.cpp'), [
+      '#include "cublaslt_loader.h"',
+      '#include <cstdio>',
+      'int main() { std::string e; const sgld::lt::Api *a = sgld::lt::load(&e);',
+      '  if (a) std::printf("OK %s\\n", a->path.c_str()); else std::printf("ERR %s\\n", e.c_str()); }',
+    ].join('\n'));
+    execFileSync('g++', ['-std=c++17', '-O0', `-I${src}`, `-I${cudaInclude}`, '-I/usr/local/cuda/include',
+      join(dir, 'probe.cpp'), join(src, 'cublaslt_loader.cpp'), join(src, 'dynlib.cpp'), '-ldl', '-o', probe]);
+    const fake = (path: string, symbols: string[]): void => {
+      mkdirSync(dirname(path), { recursive: true });
+      const c = join(dir, 'fake.c');
+      writeFileSync(c, symbols.map((s) => `int ${s}(void) { return 0; }`).join('\n'));
+      execFileSync('gcc', ['-shared', '-fPIC', c, '-o', path]);
+    };
+    const probeWith = (env: Record<string, string | undefined>): string => execFileSync(probe, {
+      encoding: 'utf8', env: { PATH: process.env.PATH, HOME: join(dir, 'home'), ...env },
+    }).trim();
+
+    const nothing = probeWith({});
+    if (nothing.startsWith('OK')) {
+      t.skip(`this machine has a cuBLASLt on the default path (${nothing}); the search order cannot be isolated`);
+      return;
+    }
+    t.match(nothing, /^ERR cuBLASLt: libcublasLt\.so\.13 \/ libcublasLt\.so\.12 \/ libcublasLt\.so not found/);
+    t.match(nothing, /\$SGLD_CUDA_LIB_DIRS \(unset\)/, 'names the variable');
+    t.match(nothing, /nvidia\/cu13\/lib,nvidia\/cublas\/lib/, 'names the wheel folders');
+    t.match(nothing, /Set SGLD_CUDA_LIB_DIRS/, 'says how to fix it');
+
+    const venv = join(dir, 'venv');
+    const site = join(venv, 'lib', 'python3.12', 'site-packages');
+    fake(join(site, 'nvidia', 'cu13', 'lib', 'libcublasLt.so.13'), LT_SYMBOLS);
+    t.equal(probeWith({ VIRTUAL_ENV: venv }), `OK ${join(site, 'nvidia', 'cu13', 'lib', 'libcublasLt.so.13')}`,
+      'found in a virtual environment\'s CUDA 13 wheel folder');
+
+    const explicit = join(dir, 'explicit');
+    fake(join(explicit, 'libcublasLt.so.12'), LT_SYMBOLS);
+    t.equal(probeWith({ VIRTUAL_ENV: venv, SGLD_CUDA_LIB_DIRS: `${join(dir, 'missing')}:${explicit}` }),
+      `OK ${join(explicit, 'libcublasLt.so.12')}`, '$SGLD_CUDA_LIB_DIRS comes first');
+
+    const partial = join(dir, 'partial');
+    fake(join(partial, 'libcublasLt.so'), LT_SYMBOLS.filter((s) => s !== 'cublasLtMatmul'));
+    t.match(probeWith({ SGLD_CUDA_LIB_DIRS: partial }), /^ERR cuBLASLt: .*libcublasLt\.so lacks cublasLtMatmul$/,
+      'a library without an entry point is refused by name');
+
+    const empty = probeWith({ VIRTUAL_ENV: join(dir, 'no-venv'), SGLD_CUDA_LIB_DIRS: join(dir, 'nowhere') });
+    t.match(empty, new RegExp(`SGLD_CUDA_LIB_DIRS \\(${join(dir, 'nowhere')}\\)`), 'names the directories given');
+  });
