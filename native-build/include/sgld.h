@@ -15,7 +15,10 @@
  *   - `dtype` names the storage type of an op's activations; compute and accumulation are fp32 on both backends.
  *     The CPU backend computes in SGLD_F32 only (conversions accept every float type); an unsupported dtype is
  *     an error, not a silent conversion.
- *   - Small per-row parameters (attention bias, log-sum-exp, RoPE tables) are always fp32.
+ *   - An op's parameters (GEMM bias, norm weights/biases, modulation and gate vectors, conv weights/biases)
+ *     have the op's `dtype`; attention bias and key_bias, log-sum-exp and RoPE tables are always fp32.
+ *   - Host-to-device copies from ordinary (pageable) memory may reuse the source as soon as the call returns;
+ *     from sgld_host_alloc memory they may be asynchronous: keep the source until sgld_synchronize.
  */
 #ifndef SGLD_H
 #define SGLD_H
@@ -82,7 +85,8 @@ sgld_status  sgld_copy_device     (sgld_context_t ctx, void *dst, const void *sr
 
 /* ---- layout: copy / permute / slice / concat / convert / fill --------------------------------------------- */
 /* dst[i0..i5] = (dst_dtype) src[i0..i5] over `shape` (ndim <= 6), each side with its own strides. Permutes,
- * slices (offset pointers), concatenation (copy into an offset of dst) and dtype conversion are all this op. */
+ * slices (offset pointers), concatenation (copy into an offset of dst) and dtype conversion are all this op.
+ * Float types convert among themselves; integer types copy only to their own type (else UNSUPPORTED). */
 sgld_status  sgld_copy_strided    (sgld_context_t ctx, int32_t ndim, const int64_t *shape,
                                    int32_t src_dtype, const void *src, const int64_t *src_strides,
                                    int32_t dst_dtype, void *dst, const int64_t *dst_strides);
@@ -131,7 +135,8 @@ sgld_status  sgld_attention       (sgld_context_t ctx, int32_t dtype,
                                    const float *key_bias, int64_t key_bias_sb);
 /* Merges a partial attention result into an accumulator by log-sum-exp (ring attention):
  *   lse' = log(exp(lse_acc) + exp(lse_part)); out_acc = out_acc*exp(lse_acc-lse') + out_part*exp(lse_part-lse')
- * out_* are [batch, seq, heads, head_dim] with the given strides (as sgld_attention), lse_* [batch, heads, seq]. */
+ * out_* are [batch, seq, heads, head_dim] with the given strides (as sgld_attention), lse_* [batch, heads, seq].
+ * Where both lse are -inf (no key seen yet), out stays 0 and lse -inf. */
 sgld_status  sgld_attention_merge (sgld_context_t ctx, int32_t dtype,
                                    int64_t batch, int64_t heads, int64_t seq, int64_t head_dim,
                                    void *out_acc, const int64_t *acc_strides, float *lse_acc,
