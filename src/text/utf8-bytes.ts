@@ -59,11 +59,3 @@ export function decodeUtf8ByteString(bytes: string, variants = false): string | 
   }
   return out;
 }
-
-/** UTF-8 bytes of `text` as a byte string (lone surrogates become U+FFFD, as TextEncoder does). */
-export function encodeUtf8ByteString(text: string): string {
-  const bytes = new TextEncoder().encode(text);
-  let out = '';
-  for (const b of bytes) out += String.fromCharCode(b);
-  return out;
-}
