@@ -15,18 +15,22 @@ export function pow32(x: number, k: number): number {
 }
 
 /**
- * Solves A x = b in float32 the way torch.linalg.solve does on CPU: torch hands its row-major A to LAPACK as a
- * column-major matrix, i.e. as A^T, so LAPACK factors P A^T = L U (getrf: partial pivoting on the first largest
- * entry, multipliers scaled by the pivot's reciprocal) and getrs solves with trans = 'T': U^T y = b,
- * L^T z = y, x = P^T z. Every operation is rounded to float32. With the plain (untransposed) LU the UniPC
- * corrector drifts from diffusers' goldens by an ulp; this order reproduces them bit for bit.
- * `a` is row-major n x n.
+ * Solves A x = b in float32 the way torch.linalg.solve (torch 1.13, LAPACK getrf + getrs) does on CPU, `a` being
+ * row-major n x n. torch picks one of two factorizations by memory layout, and the choice shows in the last bit:
+ * - `transposedLU` (A contiguous, e.g. a freshly stacked matrix): torch hands its row-major A to LAPACK as the
+ *   column-major A^T, factors P A^T = L U and solves with trans = 'T': U^T y = b, L^T z = y, x = P^T z.
+ * - otherwise (A a strided slice): A is copied column-major, P A = L U, then L y = P b and U x = y.
+ * Both pivot on the first largest entry and scale the multipliers by the pivot's reciprocal (getf2); every
+ * operation rounds to float32. Against diffusers' UniPC goldens this reproduces the order-2 corrector bit for
+ * bit; systems of order 3 and more can still differ by an ulp from OpenBLAS' dot-product ordering.
  */
-export function solveFloat32(a: readonly (readonly number[])[], b: readonly number[]): number[] {
+export function solveFloat32(a: readonly (readonly number[])[], b: readonly number[],
+  options: { transposedLU: boolean }): number[] {
   const n = b.length;
   if (a.length !== n || a.some((row) => row.length !== n)) throw new RangeError('solveFloat32: A must be n x n with n = b.length');
-  // m = A^T, factored in place into L (below the diagonal, unit) and U.
-  const m = a.map((_, i) => a.map((row) => f32(row[i]!)));
+  const { transposedLU } = options;
+  // m: the matrix LAPACK factors, overwritten by L (below the diagonal, unit) and U.
+  const m = transposedLU ? a.map((_, i) => a.map((row) => f32(row[i]!))) : a.map((row) => row.map(f32));
   const pivots: number[] = [];
   for (let col = 0; col < n; col++) {
     let pivotRow = col;
@@ -44,19 +48,33 @@ export function solveFloat32(a: readonly (readonly number[])[], b: readonly numb
     }
   }
   const x = b.map(f32);
-  for (let i = 0; i < n; i++) { // U^T y = b
-    let t = x[i]!;
-    for (let k = 0; k < i; k++) t = f32(t - f32(m[k]![i]! * x[k]!));
-    x[i] = f32(t / m[i]![i]!);
+  if (transposedLU) {
+    for (let i = 0; i < n; i++) { // U^T y = b
+      let t = x[i]!;
+      for (let k = 0; k < i; k++) t = f32(t - f32(m[k]![i]! * x[k]!));
+      x[i] = f32(t / m[i]![i]!);
+    }
+    for (let i = n - 1; i >= 0; i--) { // L^T z = y, unit diagonal
+      let t = x[i]!;
+      for (let k = i + 1; k < n; k++) t = f32(t - f32(m[k]![i]! * x[k]!));
+      x[i] = t;
+    }
+    for (let i = n - 1; i >= 0; i--) { // x = P^T z
+      const p = pivots[i]!;
+      if (p !== i) [x[i], x[p]] = [x[p]!, x[i]!];
+    }
+    return x;
   }
-  for (let i = n - 1; i >= 0; i--) { // L^T z = y, unit diagonal
-    let t = x[i]!;
-    for (let k = i + 1; k < n; k++) t = f32(t - f32(m[k]![i]! * x[k]!));
-    x[i] = t;
-  }
-  for (let i = n - 1; i >= 0; i--) { // x = P^T z
+  for (let i = 0; i < n; i++) { // P b
     const p = pivots[i]!;
     if (p !== i) [x[i], x[p]] = [x[p]!, x[i]!];
+  }
+  for (let r = 1; r < n; r++) { // L y = P b, unit diagonal
+    for (let c = 0; c < r; c++) x[r] = f32(x[r]! - f32(m[r]![c]! * x[c]!));
+  }
+  for (let r = n - 1; r >= 0; r--) { // U x = y
+    x[r] = f32(x[r]! / m[r]![r]!);
+    for (let above = 0; above < r; above++) x[above] = f32(x[above]! - f32(x[r]! * m[above]![r]!));
   }
   return x;
 }

@@ -88,13 +88,16 @@ export function parseUniPCConfig(raw: RawSchedulerConfig): { config: UniPCConfig
   const useDynamicShifting = r.flag('use_dynamic_shifting', false);
   r.choice('time_shift_type', 'exponential', ['exponential']);
 
-  // Two combinations for which diffusers returns inf/NaN at the last step when the final sigma is 0
-  // (lambda = +inf there): refuse them rather than reproduce garbage.
+  // Combinations for which diffusers returns inf/NaN at the last step: a final sigma of 0 makes lambda = +inf
+  // there, a final sigma_min repeats the last sigma (h = 0). Refuse them rather than reproduce garbage.
   if (finalSigmasType === 'zero' && solverType === 'bh1') {
     r.fail('solver_type', 'bh1 with final_sigmas_type "zero" gives NaN at the last step in diffusers (B(h) = -inf)');
   }
   if (finalSigmasType === 'zero' && !lowerOrderFinal && solverOrder > 1) {
     r.fail('lower_order_final', 'false with solver_order > 1 and final_sigmas_type "zero" divides by zero at the last step');
+  }
+  if (finalSigmasType === 'sigma_min' && !lowerOrderFinal && solverOrder > 2) {
+    r.fail('lower_order_final', 'false with solver_order > 2 and final_sigmas_type "sigma_min" gives NaN at the last step (h = 0)');
   }
   return {
     config: {
@@ -161,7 +164,8 @@ function uniUpdate(sigmas: Float32Array, t: number, s0: number, older: number[],
 }
 
 /**
- * `sum_k rhos[k] * (m_k - m0) / r_k` at element i (torch.einsum over the stacked D1s), or 0 when there are none.
+ * `sum_k rhos[k] * (m_k - m0) / r_k` at element i (torch.einsum over the stacked D1s: each product rounded,
+ * then summed in order).
  */
 function residualAt(i: number, m0: Float32Array, olderOutputs: Float32Array[], rks: number[], rhos: number[]): number {
   let acc = 0;
@@ -171,6 +175,70 @@ function residualAt(i: number, m0: Float32Array, olderOutputs: Float32Array[], r
     acc = k === 0 ? term : f32(acc + term);
   }
   return acc;
+}
+
+// The two elementwise kernels. Both compute x_t = (sigma_t / sigma_s0) x - alpha_t h phi_1 m0 - alpha_t B(h) res,
+// rounding like diffusers' tensor expressions; the single-history case (every order-2 step, i.e. Wan's) has
+// its own loop so that a 2M-float latent costs a few tens of milliseconds.
+
+/** UniP into `out`; res = sum_k rho_k D1_k over the older outputs. */
+function predictorKernel(out: Float32Array, x: Float32Array, m0: Float32Array, older: Float32Array[], u: UniUpdate,
+  rhos: number[]): void {
+  const n = x.length;
+  const a = u.sampleWeight;
+  const b = u.x0Weight;
+  const c = u.residualWeight;
+  if (older.length === 0) {
+    // diffusers subtracts alpha_t * B(h) * 0 here; the product is an exact zero for every finite B(h).
+    const zeroTerm = f32(c * 0);
+    for (let i = 0; i < n; i++) out[i] = f32(f32(f32(a * x[i]!) - f32(b * m0[i]!)) - zeroTerm);
+  } else if (older.length === 1) {
+    const m1 = older[0]!;
+    const rk = u.rks[0]!;
+    const rho = rhos[0]!;
+    for (let i = 0; i < n; i++) {
+      const base = f32(f32(a * x[i]!) - f32(b * m0[i]!));
+      const d1 = f32(f32(m1[i]! - m0[i]!) / rk);
+      out[i] = f32(base - f32(c * f32(rho * d1)));
+    }
+  } else {
+    for (let i = 0; i < n; i++) {
+      const base = f32(f32(a * x[i]!) - f32(b * m0[i]!));
+      out[i] = f32(base - f32(c * residualAt(i, m0, older, u.rks, rhos)));
+    }
+  }
+}
+
+/** UniC in place in `x`; res = sum_k rho_k D1_k + rho_t (modelT - m0), rho_t being the last rho. */
+function correctorKernel(x: Float32Array, m0: Float32Array, modelT: Float32Array, older: Float32Array[], u: UniUpdate,
+  rhos: number[]): void {
+  const n = x.length;
+  const a = u.sampleWeight;
+  const b = u.x0Weight;
+  const c = u.residualWeight;
+  const rhoT = rhos[rhos.length - 1]!;
+  if (older.length === 0) {
+    for (let i = 0; i < n; i++) {
+      const base = f32(f32(a * x[i]!) - f32(b * m0[i]!));
+      x[i] = f32(base - f32(c * f32(rhoT * f32(modelT[i]! - m0[i]!))));
+    }
+  } else if (older.length === 1) {
+    const m1 = older[0]!;
+    const rk = u.rks[0]!;
+    const rho = rhos[0]!;
+    for (let i = 0; i < n; i++) {
+      const base = f32(f32(a * x[i]!) - f32(b * m0[i]!));
+      const d1 = f32(f32(m1[i]! - m0[i]!) / rk);
+      const residual = f32(f32(rho * d1) + f32(rhoT * f32(modelT[i]! - m0[i]!)));
+      x[i] = f32(base - f32(c * residual));
+    }
+  } else {
+    for (let i = 0; i < n; i++) {
+      const base = f32(f32(a * x[i]!) - f32(b * m0[i]!));
+      const residual = f32(residualAt(i, m0, older, u.rks, rhos) + f32(rhoT * f32(modelT[i]! - m0[i]!)));
+      x[i] = f32(base - f32(c * residual));
+    }
+  }
 }
 
 export class UniPCMultistepScheduler implements FlowScheduler {
@@ -318,25 +386,14 @@ export class UniPCMultistepScheduler implements FlowScheduler {
       olderSigmaIdx.push(stepIndex - i);
     }
     const u = uniUpdate(this.sigmas, stepIndex + 1, stepIndex, olderSigmaIdx, order, this.config.solverType);
-    const x = this.lastSample!;
-    const n = x.length;
-    if (older.length === 0) {
-      // diffusers subtracts alpha_t * B(h) * 0 here; the product is an exact zero for every finite B(h).
-      const zeroTerm = f32(u.residualWeight * 0);
-      for (let i = 0; i < n; i++) {
-        out[i] = f32(f32(f32(u.sampleWeight * x[i]!) - f32(u.x0Weight * m0[i]!)) - zeroTerm);
-      }
-      return;
+    // Order 2 uses rho = 0.5 (diffusers' simplification); higher orders solve the (order-1)^2 system, which
+    // diffusers slices out of R (a strided view, so torch factors it untransposed).
+    let rhos: number[] = [];
+    if (order === 2) rhos = [0.5];
+    else if (order > 2) {
+      rhos = solveFloat32(u.R.slice(0, -1).map((row) => row.slice(0, -1)), u.b.slice(0, -1), { transposedLU: false });
     }
-    // Order 2 uses rho = 0.5 (diffusers' simplification); higher orders solve the (order-1)^2 system.
-    const rhos = order === 2
-      ? [0.5]
-      : solveFloat32(u.R.slice(0, -1).map((row) => row.slice(0, -1)), u.b.slice(0, -1));
-    for (let i = 0; i < n; i++) {
-      const base = f32(f32(u.sampleWeight * x[i]!) - f32(u.x0Weight * m0[i]!));
-      const residual = residualAt(i, m0, older, u.rks, rhos);
-      out[i] = f32(base - f32(u.residualWeight * residual));
-    }
+    predictorKernel(out, this.lastSample!, m0, older, u, rhos);
   }
 
   /**
@@ -354,17 +411,9 @@ export class UniPCMultistepScheduler implements FlowScheduler {
       olderSigmaIdx.push(stepIndex - (i + 1));
     }
     const u = uniUpdate(this.sigmas, stepIndex, stepIndex - 1, olderSigmaIdx, order, this.config.solverType);
-    const rhos = order === 1 ? [0.5] : solveFloat32(u.R, u.b);
-    const rhoT = f32(rhos[rhos.length - 1]!);
-    const x = this.lastSample!;
-    const n = x.length;
-    for (let i = 0; i < n; i++) {
-      const base = f32(f32(u.sampleWeight * x[i]!) - f32(u.x0Weight * m0[i]!));
-      const d1t = f32(modelT[i]! - m0[i]!);
-      const tTerm = f32(rhoT * d1t);
-      const residual = older.length === 0 ? tTerm : f32(residualAt(i, m0, older, u.rks, rhos) + tTerm);
-      x[i] = f32(base - f32(u.residualWeight * residual));
-    }
+    // R is freshly stacked (contiguous), so torch factors its transpose.
+    const rhos = order === 1 ? [0.5] : solveFloat32(u.R, u.b, { transposedLU: true });
+    correctorKernel(this.lastSample!, m0, modelT, older, u, rhos);
   }
 
   private ensureBuffers(n: number): void {
