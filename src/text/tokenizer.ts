@@ -104,7 +104,7 @@ export class TextTokenizer {
 
   /**
    * Loads `folder` (a checkpoint's `tokenizer/`): tokenizer.json and tokenizer_config.json are required;
-   * special_tokens_map.json, when present, fills in special tokens the config does not name.
+   * special_tokens_map.json is optional (see below for how it combines with the config).
    */
   static load(folder: string): TextTokenizer {
     if (!existsSync(folder)) throw new CheckpointError('tokenizer folder does not exist', folder);
@@ -113,15 +113,19 @@ export class TextTokenizer {
       if (!files.includes(required)) {
         const slowOnly = files.some((f) => f === 'spiece.model' || f === 'vocab.json') && required === 'tokenizer.json';
         const hint = slowOnly ? ' (only slow-tokenizer files are there; a tokenizer.json is needed)' : '';
-        throw new CheckpointError(`${required} is missing from the tokenizer folder (it has: ${files.join(', ') || 'nothing'})${hint}`,
+        const has = files.join(', ') || 'nothing';
+        throw new CheckpointError(`${required} is missing from the tokenizer folder (it has: ${has})${hint}`,
           join(folder, required));
       }
     }
     const tokenizerJson = readJson(join(folder, 'tokenizer.json'));
     const config = readJson(join(folder, 'tokenizer_config.json'));
     if (files.includes('special_tokens_map.json')) {
+      // transformers (>= 4.34) reads this file only for configs of the legacy format (no added_tokens_decoder),
+      // and then it overrides the config; a modern config wins, the map only fills in what it leaves unset.
+      const legacyFormat = config.added_tokens_decoder === undefined;
       for (const [key, value] of Object.entries(readJson(join(folder, 'special_tokens_map.json')))) {
-        if (config[key] === undefined || config[key] === null) config[key] = value;
+        if (legacyFormat || config[key] === undefined || config[key] === null) config[key] = value;
       }
     }
     let tokenizer: Tokenizer;
@@ -141,7 +145,9 @@ export class TextTokenizer {
       // Room for the special tokens goes first, as in the Rust tokenizer: the text is cut, never `</s>`.
       const specials = addSpecialTokens && post ? post([], null, true).tokens.length : 0;
       const keep = Math.max(0, maxLength - specials);
-      if (tokens.length > keep) tokens = this.truncationSide === 'left' ? tokens.slice(tokens.length - keep) : tokens.slice(0, keep);
+      if (tokens.length > keep) {
+        tokens = this.truncationSide === 'left' ? tokens.slice(tokens.length - keep) : tokens.slice(0, keep);
+      }
     }
     if (post) tokens = post(tokens, null, addSpecialTokens).tokens;
     return tokens.map((token: string) => {

@@ -3,7 +3,7 @@
 // too), plus edge cases whose expected values were produced by the reference code (ftfy 6.3.1, Python 3.11
 // `html`, `regex`). Ids, masks and strings must match exactly.
 import t from 'tap';
-import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckpointError } from '../../src/checkpoint/errors.js';
@@ -156,6 +156,7 @@ t.test('prompt_clean: control characters, ligatures, widths, escapes, NFC', asyn
   t.equal(promptClean('\ufeffbom'), 'bom');
   t.equal(promptClean('\u001b[31mred\u001b[0m'), 'red', 'ANSI colour escapes');
   t.equal(promptClean('ﬁne ＬＯＵＤ'), 'fine LOUD');
+  t.equal(promptClean('色调艳丽，过曝，静态'), '色调艳丽,过曝,静态', "fullwidth commas of Wan's Chinese negative prompt");
   t.equal(promptClean('e\u0301'), '\u00e9', 'NFC');
   t.equal(promptClean('a\ud800b'), 'a\ufffdb', 'lone surrogate');
 });
@@ -236,6 +237,26 @@ t.test('tokenizer: loading errors name the folder or file', async (t) => {
     message: /cannot read tokenizer file as JSON/ });
 });
 
+t.test('tokenizer: special_tokens_map.json fills in a modern config and overrides a legacy one', async (t) => {
+  const wan = sets.find((s) => s.set === 'wan-tiny');
+  if (!wan) return t.fail('wan-tiny fixture needed');
+  const withConfig = (name: string, edit: (config: Record<string, unknown>) => void): TextTokenizer => {
+    const dir = join(tmp, name);
+    cpSync(wan.tokenizerDir, dir, { recursive: true });
+    const config = JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+    edit(config);
+    writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(config));
+    return TextTokenizer.load(dir);
+  };
+  const filled = withConfig('modern-no-pad', (c) => { delete c.pad_token; });
+  t.equal(filled.padToken, '<pad>', 'pad token taken from the map');
+  const modern = withConfig('modern-eos-pad', (c) => { c.pad_token = '</s>'; });
+  t.equal(modern.padToken, '</s>', 'a modern config wins over the map');
+  const legacy = withConfig('legacy-eos-pad', (c) => { c.pad_token = '</s>'; delete c.added_tokens_decoder; });
+  t.equal(legacy.padToken, '<pad>', 'the map overrides a legacy config');
+  t.equal(legacy.padTokenId, 0);
+});
+
 t.test('chat template: Qwen3 rendering and the template check', async (t) => {
   t.equal(renderQwenUserTurn('hi', { addGenerationPrompt: true, enableThinking: false }),
     '<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n', 'thinking off pre-fills a block');
@@ -243,7 +264,8 @@ t.test('chat template: Qwen3 rendering and the template check', async (t) => {
   t.equal(zImagePromptText('  spaced  '), '<|im_start|>user\n  spaced  <|im_end|>\n<|im_start|>assistant\n',
     'content is not stripped');
 
-  const qwen25 = "{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+  const qwen25 = "{%- if messages[0]['role'] == 'system' %}"
+    + "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
     + "{%- else %}{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud.<|im_end|>\\n' }}{%- endif %}"
     + "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
   t.throws(() => checkChatMlTemplate(qwen25, 'qwen2.5'), /default system message/);
