@@ -1,0 +1,250 @@
+// Convolutions and nearest upsampling of the CPU backend (sgld.h).
+//
+// conv3d is im2col + GEMM, tiled so the workspace stays bounded whatever the video size: one tile is a range of
+// output pixels of one output frame, its im2col block is [K = c_in*kt*kh*kw, pixels] (row k follows the weight
+// layout (ci, dt, dy, dx)), and Y[c_out, pixels] = W[c_out, K] @ col is one sgemm written straight into the
+// NCTHW output (ldc = frames * pixels per frame). Bias is pre-filled into the output tile and accumulated with
+// beta = 1 (sgemm's own bias runs along columns). Zero padding is written into the im2col block, never into a
+// padded copy of the input. With enough tiles each thread packs and multiplies its own tiles (sgemm_serial,
+// the block stays in that core's cache); with few, tiles run one after another with a parallel im2col and the
+// GEMM's own thread split. A 1x1x1 convolution with stride 1 and no padding is a plain GEMM on the input.
+#include "gemm_kernel.h"
+#include "gemm_simd.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace sgld {
+namespace {
+
+// im2col block budget per thread (floats): 4 MiB keeps a tile within the last-level cache, and at least
+// kMinTileColumns columns per tile keep sgemm's repacking of the weights small against the multiply-adds.
+constexpr int64_t kWorkspaceFloats = int64_t(1) << 20;
+constexpr int64_t kMinTileColumns = 256;
+
+struct ConvShape {
+    int64_t n, cin, t, h, w;       // input
+    int64_t cout, kt, kh, kw;      // weight
+    int64_t st, sh, sw;            // strides
+    int64_t pt, ph, pw;            // leading pads (front, top, left); trailing pads only shape the output
+    int64_t to, ho, wo;            // output
+    int64_t k() const { return cin * kt * kh * kw; }
+    int64_t pixels() const { return ho * wo; }
+};
+
+// floor(a / b) for b > 0 and any sign of a.
+inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// Fills rows [k0, k1) of the im2col block of output frame (ni, oz), pixels [p0, p0 + len). col row k has
+// stride len.
+void im2col_rows(const ConvShape &s, const float *x, int64_t ni, int64_t oz, int64_t p0, int64_t len, int64_t k0,
+                 int64_t k1, float *col) {
+    const int64_t taps = s.kh * s.kw;
+    for (int64_t k = k0; k < k1; ++k) {
+        float *row = col + k * len;
+        const int64_t ci = k / (s.kt * taps), dt = k / taps % s.kt, dy = k % taps / s.kw, dx = k % s.kw;
+        const int64_t iz = oz * s.st - s.pt + dt;
+        if (iz < 0 || iz >= s.t) { std::fill(row, row + len, 0.0f); continue; }
+        const float *plane = x + ((ni * s.cin + ci) * s.t + iz) * s.h * s.w;
+        // Output columns ox whose input column ix = ox*sw - pw + dx lies inside [0, w).
+        const int64_t ox_lo = std::min(s.wo, std::max<int64_t>(0, -floor_div(dx - s.pw, s.sw)));
+        const int64_t ox_hi = std::max(ox_lo, std::min(s.wo, floor_div(s.w - 1 + s.pw - dx, s.sw) + 1));
+        int64_t j = 0;
+        for (int64_t p = p0; p < p0 + len;) {
+            const int64_t oy = p / s.wo, ox0 = p % s.wo, ox1 = std::min(s.wo, ox0 + (p0 + len - p));
+            float *out = row + j;
+            const int64_t iy = oy * s.sh - s.ph + dy;
+            if (iy < 0 || iy >= s.h) {
+                std::fill(out, out + (ox1 - ox0), 0.0f);
+            } else {
+                const float *in = plane + iy * s.w - s.pw + dx;  // in[ox * sw] is input column ox*sw - pw + dx
+                const int64_t a = std::max(ox0, ox_lo), b = std::max(a, std::min(ox1, ox_hi));
+                std::fill(out, out + (a - ox0), 0.0f);
+                if (s.sw == 1) std::memcpy(out + (a - ox0), in + a, size_t(b - a) * 4);
+                else for (int64_t ox = a; ox < b; ++ox) out[ox - ox0] = in[ox * s.sw];
+                std::fill(out + (b - ox0), out + (ox1 - ox0), 0.0f);
+            }
+            j += ox1 - ox0;
+            p += ox1 - ox0;
+        }
+    }
+}
+
+// Output rows (one per c_out) of a tile start with the bias, or nothing is read (beta = 0) without one.
+void prefill_bias(const float *bias, int64_t cout, float *c, int64_t ldc, int64_t len) {
+    for (int64_t co = 0; co < cout; ++co) std::fill(c + co * ldc, c + co * ldc + len, bias[co]);
+}
+
+thread_local ScratchBuffer tls_im2col;
+
+bool conv3d_im2col(sgld_context_t ctx, const ConvShape &s, const float *x, const float *weight, const float *bias,
+                   float *y) {
+    const int64_t K = s.k(), P = s.pixels(), frames = s.n * s.to;
+    const int64_t tile = std::min(P, round_up(std::max(kMinTileColumns, kWorkspaceFloats / std::max<int64_t>(1, K)), 16));
+    const int64_t tiles_per_frame = (P + tile - 1) / tile, tiles = frames * tiles_per_frame;
+    const int64_t ldc = s.to * P;
+    const float beta = bias ? 1.0f : 0.0f;
+    auto output_tile = [&](int64_t ni, int64_t oz, int64_t p0) { return y + (ni * s.cout * s.to + oz) * P + p0; };
+    const int threads = ctx->pool.size();
+
+    if (threads > 1 && tiles >= 2 * threads) {
+        // Each thread: its own tiles, its own im2col block, a serial GEMM.
+        std::atomic<bool> ok{true};
+        parallel_for(ctx, tiles, 1, [&](int64_t t0, int64_t t1) {
+            float *col = tls_im2col.get(size_t(K * tile));
+            if (!col) { ok.store(false); return; }
+            for (int64_t ti = t0; ti < t1; ++ti) {
+                const int64_t f = ti / tiles_per_frame, ni = f / s.to, oz = f % s.to;
+                const int64_t p0 = ti % tiles_per_frame * tile, len = std::min(tile, P - p0);
+                im2col_rows(s, x, ni, oz, p0, len, 0, K, col);
+                float *c = output_tile(ni, oz, p0);
+                if (bias) prefill_bias(bias, s.cout, c, ldc, len);
+                try {
+                    sgemm_serial(false, false, s.cout, len, K, 1.0f, weight, K, col, len, beta, c, ldc, nullptr, SGLD_ACT_NONE);
+                } catch (const std::bad_alloc &) { ok.store(false); return; }
+            }
+        });
+        return ok.load();
+    }
+    // Few tiles: one at a time, im2col split over rows of K, the GEMM split by sgemm.
+    float *col = tls_im2col.get(size_t(K * tile));
+    if (!col) return false;
+    for (int64_t ti = 0; ti < tiles; ++ti) {
+        const int64_t f = ti / tiles_per_frame, ni = f / s.to, oz = f % s.to;
+        const int64_t p0 = ti % tiles_per_frame * tile, len = std::min(tile, P - p0);
+        parallel_for(ctx, K, std::max<int64_t>(1, (int64_t(1) << 14) / len),
+                     [&](int64_t k0, int64_t k1) { im2col_rows(s, x, ni, oz, p0, len, k0, k1, col); });
+        float *c = output_tile(ni, oz, p0);
+        if (bias) prefill_bias(bias, s.cout, c, ldc, len);
+        sgemm(ctx, false, false, s.cout, len, K, 1.0f, weight, K, col, len, beta, c, ldc, nullptr, SGLD_ACT_NONE);
+    }
+    return true;
+}
+
+// 1x1x1, stride 1, no padding: Y[ni] (c_out x THW) = W (c_out x c_in) @ X[ni] (c_in x THW).
+void conv3d_pointwise(sgld_context_t ctx, const ConvShape &s, const float *x, const float *weight, const float *bias,
+                      float *y) {
+    const int64_t spatial = s.t * s.h * s.w;
+    for (int64_t ni = 0; ni < s.n; ++ni) {
+        float *c = y + ni * s.cout * spatial;
+        if (bias) {
+            parallel_for(ctx, s.cout, std::max<int64_t>(1, (int64_t(1) << 15) / spatial),
+                         [&](int64_t c0, int64_t c1) { prefill_bias(bias + c0, c1 - c0, c + c0 * spatial, spatial, spatial); });
+        }
+        sgemm(ctx, false, false, s.cout, spatial, s.cin, 1.0f, weight, s.cin, x + ni * s.cin * spatial, spatial,
+              bias ? 1.0f : 0.0f, c, spatial, nullptr, SGLD_ACT_NONE);
+    }
+}
+
+sgld_status conv3d_checked(sgld_context_t ctx, const char *op, int32_t dtype, int64_t n, int64_t c_in, int64_t t,
+                           int64_t h, int64_t w, const void *x, int64_t c_out, int64_t kt, int64_t kh, int64_t kw,
+                           const void *weight, const void *bias, const int64_t stride[3], const int64_t pad[6],
+                           void *y) {
+    if (sgld_status s = require_f32(dtype, op)) return s;
+    if (n < 0 || c_in < 0 || t < 0 || h < 0 || w < 0 || c_out < 0)
+        return fail(SGLD_ERR_INVALID, "%s: negative size (n %lld, c_in %lld, t %lld, h %lld, w %lld, c_out %lld)", op,
+                    (long long)n, (long long)c_in, (long long)t, (long long)h, (long long)w, (long long)c_out);
+    if (kt < 1 || kh < 1 || kw < 1)
+        return fail(SGLD_ERR_INVALID, "%s: kernel %lldx%lldx%lld must be at least 1 in every dim", op, (long long)kt, (long long)kh, (long long)kw);
+    for (int i = 0; i < 3; ++i)
+        if (stride[i] < 1) return fail(SGLD_ERR_INVALID, "%s: strides[%d] = %lld must be >= 1", op, i, (long long)stride[i]);
+    for (int i = 0; i < 6; ++i)
+        if (pad[i] < 0) return fail(SGLD_ERR_INVALID, "%s: pads[%d] = %lld is negative", op, i, (long long)pad[i]);
+    ConvShape s{n, c_in, t, h, w, c_out, kt, kh, kw, stride[0], stride[1], stride[2], pad[0], pad[2], pad[4], 0, 0, 0};
+    const int64_t tp = t + pad[0] + pad[1], hp = h + pad[2] + pad[3], wp = w + pad[4] + pad[5];
+    if (tp < kt || hp < kh || wp < kw)
+        return fail(SGLD_ERR_INVALID, "%s: padded input %lldx%lldx%lld is smaller than the kernel %lldx%lldx%lld", op,
+                    (long long)tp, (long long)hp, (long long)wp, (long long)kt, (long long)kh, (long long)kw);
+    s.to = (tp - kt) / s.st + 1;
+    s.ho = (hp - kh) / s.sh + 1;
+    s.wo = (wp - kw) / s.sw + 1;
+    if (n == 0 || c_out == 0) return SGLD_OK;
+    SGLD_CHECK_PTR(y);
+    if (c_in > 0 && t > 0 && h > 0 && w > 0) { SGLD_CHECK_PTR(x); SGLD_CHECK_PTR(weight); }
+    const float *X = static_cast<const float *>(x), *W = static_cast<const float *>(weight), *B = static_cast<const float *>(bias);
+    float *Y = static_cast<float *>(y);
+    try {
+        const bool pointwise = kt == 1 && kh == 1 && kw == 1 && s.st == 1 && s.sh == 1 && s.sw == 1 &&
+                               std::all_of(pad, pad + 6, [](int64_t p) { return p == 0; });
+        if (pointwise) conv3d_pointwise(ctx, s, X, W, B, Y);
+        else if (!conv3d_im2col(ctx, s, X, W, B, Y)) throw std::bad_alloc();
+    } catch (const std::bad_alloc &) {
+        return fail(SGLD_ERR_NO_MEMORY, "%s: out of memory for the im2col workspace", op);
+    }
+    return SGLD_OK;
+}
+
+}  // namespace
+}  // namespace sgld
+
+using namespace sgld;
+
+extern "C" sgld_status sgld_conv3d(sgld_context_t ctx, int32_t dtype, int64_t n, int64_t c_in, int64_t t, int64_t h,
+                                   int64_t w, const void *x, int64_t c_out, int64_t kt, int64_t kh, int64_t kw,
+                                   const void *weight, const void *bias, const int32_t *strides, const int32_t *pads,
+                                   void *y) {
+    SGLD_CHECK_CTX(ctx);
+    SGLD_CHECK_PTR(strides);
+    SGLD_CHECK_PTR(pads);
+    const int64_t stride[3] = {strides[0], strides[1], strides[2]};
+    const int64_t pad[6] = {pads[0], pads[1], pads[2], pads[3], pads[4], pads[5]};
+    return conv3d_checked(ctx, "sgld_conv3d", dtype, n, c_in, t, h, w, x, c_out, kt, kh, kw, weight, bias, stride, pad, y);
+}
+
+extern "C" sgld_status sgld_conv2d(sgld_context_t ctx, int32_t dtype, int64_t n, int64_t c_in, int64_t h, int64_t w,
+                                   const void *x, int64_t c_out, int64_t kh, int64_t kw, const void *weight,
+                                   const void *bias, const int32_t *strides, const int32_t *pads, void *y) {
+    SGLD_CHECK_CTX(ctx);
+    SGLD_CHECK_PTR(strides);
+    SGLD_CHECK_PTR(pads);
+    const int64_t stride[3] = {1, strides[0], strides[1]};
+    const int64_t pad[6] = {0, 0, pads[0], pads[1], pads[2], pads[3]};
+    return conv3d_checked(ctx, "sgld_conv2d", dtype, n, c_in, 1, h, w, x, c_out, 1, kh, kw, weight, bias, stride, pad, y);
+}
+
+extern "C" sgld_status sgld_upsample_nearest(sgld_context_t ctx, int32_t dtype, int64_t n, int64_t c, int64_t t,
+                                             int64_t h, int64_t w, int32_t ft, int32_t fh, int32_t fw, const void *x,
+                                             void *y) {
+    SGLD_CHECK_CTX(ctx);
+    if (sgld_status s = require_f32(dtype, "sgld_upsample_nearest")) return s;
+    if (n < 0 || c < 0 || t < 0 || h < 0 || w < 0)
+        return fail(SGLD_ERR_INVALID, "sgld_upsample_nearest: negative size (n %lld, c %lld, t %lld, h %lld, w %lld)",
+                    (long long)n, (long long)c, (long long)t, (long long)h, (long long)w);
+    if (ft < 1 || fh < 1 || fw < 1)
+        return fail(SGLD_ERR_INVALID, "sgld_upsample_nearest: factors %d, %d, %d must be >= 1", ft, fh, fw);
+    if (n == 0 || c == 0 || t == 0 || h == 0 || w == 0) return SGLD_OK;
+    SGLD_CHECK_PTR(x);
+    SGLD_CHECK_PTR(y);
+    const float *X = static_cast<const float *>(x);
+    float *Y = static_cast<float *>(y);
+    const int64_t wo = w * fw, ho = h * fh, to = t * ft;
+    // One task per input row: expand it once into its first output row, then copy that row to the other
+    // fh * ft - 1 output rows it feeds.
+    const int64_t rows = n * c * t * h;
+    parallel_for(ctx, rows, std::max<int64_t>(1, (int64_t(1) << 15) / (wo * fh * ft)), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            const int64_t iy = r % h, iz = r / h % t, nc = r / (h * t);
+            const float *in = X + r * w;
+            float *first = Y + ((nc * to + iz * ft) * ho + iy * fh) * wo;
+            int64_t ix = 0;
+#if SGLD_HAVE_AVX2
+            if (fw == 2) {
+                for (; ix + 8 <= w; ix += 8) {
+                    const __m256 v = _mm256_loadu_ps(in + ix);
+                    const __m256 lo = _mm256_unpacklo_ps(v, v), hi = _mm256_unpackhi_ps(v, v);
+                    _mm256_storeu_ps(first + 2 * ix, _mm256_permute2f128_ps(lo, hi, 0x20));
+                    _mm256_storeu_ps(first + 2 * ix + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+                }
+            }
+#endif
+            for (; ix < w; ++ix) std::fill(first + ix * fw, first + (ix + 1) * fw, in[ix]);
+            for (int64_t dz = 0; dz < ft; ++dz) {
+                for (int64_t dy = 0; dy < fh; ++dy) {
+                    if (dz == 0 && dy == 0) continue;
+                    std::memcpy(first + (dz * ho + dy) * wo, first, size_t(wo) * 4);
+                }
+            }
+        }
+    });
+    return SGLD_OK;
+}
