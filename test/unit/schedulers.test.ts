@@ -11,6 +11,7 @@ import {
   SchedulerUsageError, UniPCMultistepScheduler,
 } from '../../src/schedulers/index.js';
 import { linspace } from '../../src/schedulers/numpy-linspace.js';
+import { schedulerCallArguments } from '../helpers/scheduler-call.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const fixtureRoot = resolve(process.env.SGLD_FIXTURE_DIR ?? join(here, '..', '..', '..', 'shared', 'fixtures'));
@@ -41,29 +42,6 @@ function fixtureSets(): { dir: string; manifest: Manifest }[] {
       const dir = join(fixtureRoot, e.name);
       return { dir, manifest: JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Manifest };
     });
-}
-
-/**
- * What the case's `call` does beyond set_timesteps(N): the pipeline's `s.sigma_min = ...` and a `mu=` argument.
- * `call` is Python for people (comments after '#' are ignored), or an object with the same fields.
- */
-function callArguments(call: unknown): { sigmaMin?: number; mu?: number } {
-  if (call !== null && typeof call === 'object') {
-    const o = call as Record<string, unknown>;
-    return {
-      ...(typeof o['sigma_min'] === 'number' ? { sigmaMin: o['sigma_min'] } : {}),
-      ...(typeof o['mu'] === 'number' ? { mu: o['mu'] } : {}),
-    };
-  }
-  if (typeof call !== 'string') return {};
-  const code = call.replace(/#.*$/gm, '');
-  const number = '([-+]?[0-9]*\\.?[0-9]+(?:[eE][-+]?[0-9]+)?)';
-  const sigmaMin = new RegExp(`\\.sigma_min\\s*=\\s*${number}`).exec(code);
-  const mu = new RegExp(`set_timesteps\\([^)]*\\bmu\\s*=\\s*${number}`).exec(code);
-  return {
-    ...(sigmaMin ? { sigmaMin: Number(sigmaMin[1]) } : {}),
-    ...(mu ? { mu: Number(mu[1]) } : {}),
-  };
 }
 
 function tensorEndingWith(specs: TensorSpec[], suffix: string): TensorSpec | undefined {
@@ -103,7 +81,7 @@ for (const { dir, manifest, c } of goldenCases) {
     const atol = c.tolerance.atol ?? 0;
     const rtol = c.tolerance.rtol ?? 0;
 
-    const { sigmaMin, mu } = callArguments(c.call);
+    const { sigmaMin, mu } = schedulerCallArguments(c.call);
     if (sigmaMin !== undefined) {
       t.ok(scheduler instanceof FlowMatchEulerDiscreteScheduler, 'only FlowMatchEuler has a settable sigma_min');
       (scheduler as FlowMatchEulerDiscreteScheduler).sigmaMin = sigmaMin;
