@@ -1,0 +1,140 @@
+// Op throughput of the CPU backend: SGEMM (beside OpenBLAS when libopenblas is installed), flash attention and
+// a Wan-VAE-like conv3d, each with 1 and 2 threads. Run: `npm run bench:ops` (about 40 s on 2 idle cores).
+// Each figure is the best of a few timed calls after one warm-up call.
+import koffi from 'koffi';
+import { performance } from 'node:perf_hooks';
+import { Device } from '../src/runtime/device.js';
+import { NativeDType, type Ptr } from '../src/runtime/native.js';
+
+const THREADS = [1, 2];
+
+/** Best wall time (seconds) of up to `reps` calls after one warm-up, stopping once `budget` seconds are spent. */
+function bestTime(fn: () => void, reps = 3, budget = 2): number {
+  fn();
+  let best = Infinity, spent = 0;
+  for (let r = 0; r < reps && spent < budget; r++) {
+    const t0 = performance.now();
+    fn();
+    const s = (performance.now() - t0) / 1000;
+    best = Math.min(best, s);
+    spent += s;
+  }
+  return best;
+}
+
+function fillRandom(device: Device, ptr: Ptr, count: number, seed: number): void {
+  const host = new Float32Array(count);
+  let s = seed >>> 0;
+  for (let i = 0; i < count; i++) { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; host[i] = s / 2 ** 31 - 1; }
+  device.upload(ptr, host);
+}
+
+// ---- OpenBLAS through koffi (benchmark only; never a dependency) ----------------------------------------------
+interface OpenBlas {
+  sgemm(order: number, ta: number, tb: number, m: number, n: number, k: number, alpha: number, a: Ptr, lda: number,
+    b: Ptr, ldb: number, beta: number, c: Ptr, ldc: number): void;
+  setThreads(n: number): void;
+}
+
+function loadOpenBlas(): OpenBlas | null {
+  try {
+    const lib = koffi.load('libopenblas.so.0');
+    const sgemm = lib.func('void cblas_sgemm(int order, int ta, int tb, int m, int n, int k, float alpha, const void *a, int lda, const void *b, int ldb, float beta, void *c, int ldc)');
+    const setThreads = lib.func('void openblas_set_num_threads(int n)');
+    return { sgemm: sgemm as OpenBlas['sgemm'], setThreads: setThreads as OpenBlas['setThreads'] };
+  } catch {
+    return null;
+  }
+}
+const CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112;
+
+// ---- table -----------------------------------------------------------------------------------------------------
+const rows: string[][] = [['op', 'shape', 'threads', 'sgld GFLOP/s', 'OpenBLAS GFLOP/s']];
+const fmt = (gflops: number): string => gflops.toFixed(1);
+function printTable(): void {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  for (const [i, r] of rows.entries()) {
+    console.log(r.map((cell, c) => (c >= 2 ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join('  '));
+    if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  }
+}
+
+const blas = loadOpenBlas();
+// One context per thread count, created before its uploads (not resized between calls).
+const results: { key: number; cells: string[] }[] = [];
+const shapesSeen: string[] = [];
+for (const threads of THREADS) {
+  const device = new Device({ backend: 'cpu', threads });
+  benchGemm(device, threads);
+  benchAttention(device, threads);
+  benchConv3d(device, threads);
+  device.close();
+}
+rows.push(...results.sort((x, y) => x.key - y.key).map((r) => r.cells));
+
+/** Adds a table row; rows print grouped by op, then shape (in first-seen order), then thread count. */
+function record(label: string, shape: string, threads: number, ours: string, theirs: string): void {
+  if (!shapesSeen.includes(shape)) shapesSeen.push(shape);
+  results.push({ key: shapesSeen.indexOf(shape) * 100 + threads, cells: [label, shape, `${threads}`, ours, theirs] });
+}
+
+// SGEMM C[M,N] = A[M,K] . B[N,K]^T: the Linear-layer layout (trans_b = 1), as the models call it.
+function benchGemm(device: Device, threads: number): void {
+  const { fns } = device.lib;
+  for (const [m, n, k] of [[1024, 1024, 1024], [4096, 1536, 1536], [4096, 8960, 1536]] as const) {
+    const a = device.malloc(m * k * 4), b = device.malloc(n * k * 4), c = device.malloc(m * n * 4);
+    fillRandom(device, a, m * k, 1);
+    fillRandom(device, b, n * k, 2);
+    const flops = 2 * m * n * k, reps = 3;
+    const ours = bestTime(() => device.lib.check(fns.sgld_gemm(device.ctx, NativeDType.F32, 0, 1, m, n, k, 1, a, k, 0, b, k, 0,
+      0, c, n, 0, 1, null, 0), 'sgld_gemm'), reps);
+    let theirs = 'not installed';
+    if (blas) {
+      blas.setThreads(threads);
+      theirs = fmt(flops / bestTime(() => blas.sgemm(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_TRANS, m, n, k, 1, a, k, b, k, 0, c, n), reps) / 1e9);
+    }
+    const shape = `${m} x ${n} x ${k}`;
+    record('sgemm A.B^T (M x N x K)', shape, threads, fmt(flops / ours / 1e9), theirs);
+    for (const p of [a, b, c]) device.free(p);
+  }
+}
+
+// Attention: seq 4096, 12 heads, head_dim 128, [B, S, H, D] layout; 4 * seq^2 * head_dim * heads FLOP.
+function benchAttention(device: Device, threads: number): void {
+  const { fns } = device.lib;
+  const S = 4096, H = 12, D = 128;
+  const q = device.malloc(S * H * D * 4), k = device.malloc(S * H * D * 4), v = device.malloc(S * H * D * 4);
+  const out = device.malloc(S * H * D * 4), lse = device.malloc(H * S * 4);
+  for (const [i, p] of [q, k, v].entries()) fillRandom(device, p, S * H * D, 10 + i);
+  const strides = BigInt64Array.from([S * H * D, H * D, D].map(BigInt));
+  const flops = 4 * S * S * D * H;
+  const s = bestTime(() => device.lib.check(fns.sgld_attention(device.ctx, NativeDType.F32, 1, H, S, S, D, q, strides, k,
+    strides, v, strides, out, strides, lse, 1 / Math.sqrt(D), null, null, null, 0), 'sgld_attention'));
+  const shape = `seq ${S}, ${H} heads, dim ${D}`;
+  record('attention', shape, threads, fmt(flops / s / 1e9), '');
+  for (const p of [q, k, v, out, lse]) device.free(p);
+}
+
+// conv3d as in Wan's VAE decoder: [1, 96, 4, 64, 64] -> 96 channels, 3x3x3, causal time padding (2, 0), space 1.
+function benchConv3d(device: Device, threads: number): void {
+  const { fns } = device.lib;
+  const [n, ci, tt, hh, ww, co] = [1, 96, 4, 64, 64, 96] as const;
+  const x = device.malloc(n * ci * tt * hh * ww * 4), wt = device.malloc(co * ci * 27 * 4), bias = device.malloc(co * 4);
+  const y = device.malloc(n * co * tt * hh * ww * 4);
+  fillRandom(device, x, n * ci * tt * hh * ww, 20);
+  fillRandom(device, wt, co * ci * 27, 21);
+  fillRandom(device, bias, co, 22);
+  const strides = Int32Array.from([1, 1, 1]), pads = Int32Array.from([2, 0, 1, 1, 1, 1]);
+  const flops = 2 * co * ci * 27 * tt * hh * ww;
+  const call = () => fns.sgld_conv3d(device.ctx, NativeDType.F32, n, ci, tt, hh, ww, x, co, 3, 3, 3, wt, bias, strides, pads, y);
+  let cell: string;
+  if (call() !== 0) cell = `n/a (${fns.sgld_last_error() || 'error'})`;
+  else cell = fmt(flops / bestTime(() => { call(); }) / 1e9);
+  const shape = `[${n},${ci},${tt},${hh},${ww}] -> ${co}, 3x3x3 causal`;
+  record('conv3d', shape, threads, cell, '');
+  for (const p of [x, wt, bias, y]) device.free(p);
+}
+
+printTable();
+if (!blas) console.log('OpenBLAS: not installed (apt-get install libopenblas-dev to compare)');
+else console.log(`OpenBLAS: libopenblas.so.0, OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'}`);
