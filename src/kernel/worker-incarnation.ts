@@ -1,0 +1,250 @@
+// An incarnation that runs its behaviour in a worker thread, seen from the parent thread: it starts the thread
+// (the host in worker-host.ts loads the actor module), correlates asks with replies by id, answers the worker's
+// own tells/asks to its parent, and turns the thread's death into a crash.
+import { Worker } from 'node:worker_threads';
+import type { ActorRef, WorkerSpawnOptions } from './actor.js';
+import type { ActorCell, Incarnation, IncarnationHooks } from './cell.js';
+import { asError } from './cell.js';
+import { decodeMessage, encodeMessage, transferListOf, type EncodedMessage } from './codec.js';
+import type { Envelope } from './envelope.js';
+import {
+  ActorCrashedError, ActorStoppedError, RemoteError, WorkerExitedError, serialiseError,
+} from './errors.js';
+import type { FromWorker, Reply, ToWorker, WorkerBoot } from './worker-protocol.js';
+
+// The host module next to this one: compiled, `worker-host.js`; under a TS loader the same URL maps to the .ts.
+const HOST_URL = new URL('./worker-host.js', import.meta.url);
+
+/** What a worker actor is made of (kept by the cell; every restart starts a thread from it). */
+export interface WorkerSpec {
+  moduleHref: string;
+  args: readonly unknown[];
+  options: WorkerSpawnOptions;
+}
+
+export class WorkerIncarnation implements Incarnation {
+  private worker: Worker | undefined;
+  private exited: Promise<number> = Promise.resolve(0);
+  private state: 'starting' | 'running' | 'stopping' | 'ended' = 'starting';
+  private readonly pending = new Map<number, Envelope>();
+  private nextId = 1;
+  private selfStopping = false;
+  private stopRequested = false;
+  private readonly ready: { promise: Promise<void>; resolve: () => void; reject: (error: Error) => void };
+
+  constructor(
+    private readonly cell: ActorCell,
+    private readonly incarnation: number,
+    private readonly spec: WorkerSpec,
+    private readonly hooks: IncarnationHooks,
+  ) {
+    let resolve!: () => void;
+    let reject!: (error: Error) => void;
+    const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+    this.ready = { promise, resolve, reject };
+  }
+
+  start(): Promise<void> {
+    const { options } = this.spec;
+    const args = encodeMessage(this.spec.args, { outOfBandBytes: Infinity });
+    const boot: WorkerBoot = {
+      path: this.cell.path,
+      parentPath: this.cell.parentRef?.path,
+      moduleHref: this.spec.moduleHref,
+      exportName: options.exportName ?? 'default',
+      args,
+      askTimeoutMs: this.cell.system.askTimeoutMs,
+      incarnation: this.incarnation,
+    };
+    const worker = new Worker(HOST_URL, {
+      workerData: boot,
+      transferList: transferListOf(args),
+      name: this.cell.path,
+      ...(options.execArgv !== undefined ? { execArgv: options.execArgv } : {}),
+      ...(options.resourceLimits !== undefined ? { resourceLimits: options.resourceLimits } : {}),
+      ...(options.env !== undefined ? { env: options.env } : {}),
+    });
+    this.worker = worker;
+    this.exited = new Promise((resolve) => worker.once('exit', resolve));
+    worker.on('message', (message: FromWorker) => this.onMessage(message));
+    worker.on('error', (error) => this.fail(asError(error)));
+    worker.on('messageerror', (error) => this.cell.system.logger.error('undecodable message from worker', { actor: this.cell.path, error }));
+    worker.once('exit', (code: number) => this.onExit(code));
+    return this.ready.promise;
+  }
+
+  deliver(envelope: Envelope): void {
+    if (envelope.kind !== 'message' || envelope.encoded === undefined) return; // its children live in the worker
+    const payload = envelope.encoded;
+    envelope.encoded = undefined;
+    if (envelope.reply !== undefined) {
+      const id = this.nextId++;
+      this.pending.set(id, envelope);
+      this.post({ t: 'ask', id, p: payload }, payload);
+    } else {
+      this.post({ t: 'tell', p: payload }, payload);
+    }
+  }
+
+  async stop(): Promise<Envelope[]> {
+    this.stopRequested = true;
+    const timeoutMs = this.spec.options.stopTimeoutMs ?? 5000;
+    if (this.state === 'starting') await withTimeout(this.ready.promise.catch(() => undefined), timeoutMs);
+    if (this.state === 'starting' || this.state === 'running') {
+      this.state = 'stopping';
+      this.post({ t: 'stop' });
+      if (await withTimeout(this.exited, timeoutMs) === TIMED_OUT) {
+        this.cell.system.logger.warn('worker did not stop in time; terminating it', { actor: this.cell.path, timeoutMs });
+        await this.worker?.terminate();
+      }
+    }
+    await this.exited;
+    this.rejectPending(new ActorStoppedError(this.cell.path, 'requested'));
+    return [];
+  }
+
+  private post(message: ToWorker, payload?: EncodedMessage): void {
+    this.worker?.postMessage(message, payload === undefined ? [] : transferListOf(payload));
+  }
+
+  private onMessage(message: FromWorker): void {
+    const { system, path } = this.cell;
+    switch (message.t) {
+      case 'ready':
+        if (this.state === 'starting') this.state = 'running';
+        this.ready.resolve();
+        break;
+      case 'startFailed':
+      case 'fatal':
+        this.fail(new RemoteError(message.error));
+        break;
+      case 'reply':
+        this.settle(message);
+        break;
+      case 'tell':
+        this.forwardToParent(message.p, undefined);
+        break;
+      case 'ask':
+        this.forwardToParent(message.p, message.id);
+        break;
+      case 'selfStopped':
+        this.selfStopping = true;
+        break;
+      case 'stopped':
+        break; // the exit follows
+      case 'deadLetter':
+        system.deadLetter({
+          recipient: message.recipient, message: safeDecode(message.p), ask: message.ask, reason: message.reason,
+        });
+        break;
+      case 'log':
+        system.logger[message.level](message.msg, { actor: path, ...message.fields });
+        break;
+    }
+  }
+
+  private settle(reply: Reply): void {
+    const envelope = this.pending.get(reply.id);
+    if (envelope === undefined) return;
+    this.pending.delete(reply.id);
+    if (reply.ok) {
+      try {
+        envelope.reply!.resolve(decodeMessage(reply.p));
+      } catch (error) {
+        envelope.reply!.reject(error);
+      }
+      return;
+    }
+    const path = this.cell.path;
+    envelope.reply!.reject(
+      reply.failure === 'stopped' ? new ActorStoppedError(path, 'requested')
+        : reply.failure === 'crashed' ? new ActorCrashedError(path, new RemoteError(reply.error))
+          : new RemoteError(reply.error),
+    );
+  }
+
+  /** The worker actor's `ctx.parent.tell/ask`: handed to the parent actor here, the reply posted back. */
+  private forwardToParent(payload: EncodedMessage, askId: number | undefined): void {
+    const parent: ActorRef | undefined = this.cell.parentRef;
+    const message = safeDecode(payload);
+    if (parent === undefined) {
+      this.cell.system.deadLetter({ recipient: `${this.cell.path}/..`, message, ask: askId !== undefined, reason: 'no-parent' });
+      if (askId !== undefined) {
+        this.post({ t: 'reply', id: askId, ok: false, error: serialiseError(new Error(`${this.cell.path} has no parent`)), failure: 'stopped' });
+      }
+      return;
+    }
+    if (askId === undefined) {
+      parent.tell(message);
+      return;
+    }
+    // The asker (in the worker) enforces its own timeout, so none here.
+    parent.ask(message, { timeoutMs: Infinity }).then((value) => {
+      let encoded: EncodedMessage;
+      try {
+        encoded = encodeMessage(value);
+      } catch (error) {
+        this.post({ t: 'reply', id: askId, ok: false, error: serialiseError(error) });
+        return;
+      }
+      this.post({ t: 'reply', id: askId, ok: true, p: encoded }, encoded);
+    }, (error: unknown) => {
+      const failure = error instanceof ActorStoppedError && error.actor === parent.path ? 'stopped'
+        : error instanceof ActorCrashedError && error.actor === parent.path ? 'crashed' : undefined;
+      const serialised = serialiseError(failure === 'crashed' ? (error as Error).cause : error);
+      this.post({ t: 'reply', id: askId, ok: false, error: serialised, ...(failure ? { failure } : {}) });
+    });
+  }
+
+  /** The thread died or the actor crashed: pending asks fail at once, the thread is ended, then the cell hears. */
+  private fail(error: Error): void {
+    if (this.state === 'ended' || this.state === 'stopping') return;
+    const wasStarting = this.state === 'starting';
+    this.state = 'ended';
+    this.rejectPending(new ActorCrashedError(this.cell.path, error));
+    void this.worker?.terminate();
+    // Only once the old thread is gone may a new one start (it may hold a device).
+    void this.exited.then(() => {
+      if (wasStarting) this.ready.reject(error);
+      else if (!this.stopRequested) this.hooks.crashed(error, []);
+    });
+  }
+
+  private onExit(code: number): void {
+    if (this.state === 'ended' || this.state === 'stopping') return;
+    if (this.selfStopping) {
+      this.state = 'ended';
+      this.rejectPending(new ActorStoppedError(this.cell.path, 'self'));
+      if (!this.stopRequested) this.hooks.stoppedItself([]);
+      return;
+    }
+    this.fail(new WorkerExitedError(this.cell.path, code));
+  }
+
+  private rejectPending(error: Error): void {
+    const envelopes = [...this.pending.values()];
+    this.pending.clear();
+    for (const envelope of envelopes) envelope.reply?.reject(error);
+  }
+}
+
+function safeDecode(payload: EncodedMessage): unknown {
+  try {
+    return decodeMessage(payload);
+  } catch (error) {
+    return { undecodable: serialiseError(error) };
+  }
+}
+
+const TIMED_OUT = Symbol('timed out');
+
+/** Waits for `promise` at most `ms`; the timer never outlives the wait. */
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<typeof TIMED_OUT>((resolve) => (timer = setTimeout(() => resolve(TIMED_OUT), ms)));
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
