@@ -121,7 +121,8 @@ sgld_status  sgld_gemm            (sgld_context_t ctx, int32_t dtype, int32_t tr
  *   lse[b,h,i]   = log sum_j exp( scale * q.k + bias + key_bias )          (natural log, fp32)
  * q/k/v/out address element (b, s, h, d) at b*s_b + s*s_s + h*s_h + d (head_dim contiguous). Query and key
  * lengths differ for cross-attention. `bias` (fp32, may be NULL) is read at b*bias_s[0] + h*bias_s[1] +
- * i*bias_s[2] + j*bias_s[3] (stride 0 broadcasts); `key_bias` (fp32 [batch, kv_len] with row stride
+ * i*bias_s[2] + j*bias_s[3] (stride 0 broadcasts; strides may be negative, e.g. a Toeplitz view of T5's relative
+ * bias); `key_bias` (fp32 [batch, kv_len] with row stride
  * key_bias_sb, may be NULL) masks padded keys with -inf. A row whose keys are all -inf gives out = 0 and
  * lse = -inf. `lse` (fp32 [batch, heads, q_len] contiguous) may be NULL. */
 sgld_status  sgld_attention       (sgld_context_t ctx, int32_t dtype,

@@ -7,7 +7,8 @@ import { Scope, Tensor, copyTo } from '../runtime/tensor.js';
 /** What the loaders need from a checkpoint: a single safetensors file or a sharded set (src/checkpoint/). */
 export interface WeightSource {
   has(name: string): boolean;
-  info(name: string): { dtype: string; shape: number[]; file?: string };
+  /** `expectedShape` is what the model asks for; synthetic sources (RandomWeightSource) answer with it. */
+  info(name: string, expectedShape?: readonly number[]): { dtype: string; shape: number[]; file?: string };
   readRaw(name: string, into?: Uint8Array): Uint8Array;
 }
 
@@ -34,7 +35,7 @@ function where(source: WeightSource, name: string): string {
  */
 export function loadWeight(device: Device, source: WeightSource, name: string, opts: LoadOptions = {}): Tensor {
   if (!source.has(name)) throw new Error(`sgld: checkpoint tensor ${name} is missing`);
-  const info = source.info(name);
+  const info = source.info(name, opts.shape);
   if (opts.shape && (info.shape.length !== opts.shape.length || info.shape.some((d, i) => d !== opts.shape![i]))) {
     throw new Error(`sgld: checkpoint tensor ${where(source, name)} has shape [${info.shape.join(', ')}], expected [${opts.shape.join(', ')}]`);
   }

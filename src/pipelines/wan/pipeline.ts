@@ -23,6 +23,10 @@ export interface WanPipelineOptions {
 }
 
 export interface WanGenerateOptions {
+  /** Precomputed prompt embeddings [1, L, text_dim] on the pipeline's device (diffusers' prompt_embeds). */
+  promptEmbeds?: Tensor;
+  /** Precomputed negative prompt embeddings (same shape); needed with promptEmbeds when CFG is on. */
+  negativePromptEmbeds?: Tensor;
   onProgress?: ProgressCallback;
   signal?: AbortSignal;
   /** Per-step tensors for parity tests: noise predictions and latents after each step (host copies). */
@@ -37,12 +41,14 @@ export interface WanGenerateResult extends FloatFrames {
 }
 
 export class WanPipeline {
-  private constructor(
-    readonly model: DiffusersModel,
+  constructor(
+    /** The opened checkpoint folder (undefined for pipelines assembled from components). */
+    readonly model: DiffusersModel | undefined,
     readonly device: Device,
     readonly textDevice: Device,
-    readonly tokenizer: TextTokenizer,
-    readonly textEncoder: UMT5Encoder,
+    /** Absent when the pipeline is only ever given prompt embeddings (benchmarks). */
+    readonly tokenizer: TextTokenizer | undefined,
+    readonly textEncoder: UMT5Encoder | undefined,
     readonly transformer: WanTransformer3DModel,
     readonly vae: AutoencoderKLWan,
     readonly schedulerConfig: Record<string, unknown>,
@@ -91,6 +97,7 @@ export class WanPipeline {
 
   /** prompt_embeds [n, maxSequenceLength, text_dim] for prompts, on the transformer's device. */
   encodePrompts(prompts: string[], maxSequenceLength: number): Tensor {
+    if (!this.tokenizer || !this.textEncoder) throw new Error('sgld: this pipeline has no text encoder; pass prompt embeddings');
     const enc = this.tokenizer.encode(prompts.map((p) => promptClean(p)), {
       maxLength: maxSequenceLength, padding: 'max_length', truncation: true, addSpecialTokens: true,
     });
@@ -115,9 +122,9 @@ export class WanPipeline {
     opts.onProgress?.({ phase: 'encoding_prompt', step: 0, total: 1, elapsed: 0 });
     // Cond and uncond text go through the transformer as one batch of 2 (same latents, same timestep).
     const text = scoped(() => {
-      const cond = this.encodePrompts([r.prompt], r.maxSequenceLength);
-      if (!r.cfg) return cond;
-      const uncond = this.encodePrompts([r.negativePrompt], r.maxSequenceLength);
+      const cond = opts.promptEmbeds ?? this.encodePrompts([r.prompt], r.maxSequenceLength);
+      if (!r.cfg) return opts.promptEmbeds ? cat([cond], 0) : cond;
+      const uncond = opts.negativePromptEmbeds ?? this.encodePrompts([r.negativePrompt], r.maxSequenceLength);
       return cat([cond, uncond], 0);
     });
     const t1 = performance.now();
@@ -193,10 +200,10 @@ export class WanPipeline {
 
   /** Frees every weight and the devices this pipeline created. */
   dispose(): void {
-    this.textEncoder.free();
+    this.textEncoder?.free();
     this.transformer.free();
     this.vae.free();
-    this.model.close();
+    this.model?.close();
     for (const d of this.ownsDevices) d.close();
   }
 }
