@@ -45,11 +45,14 @@ export class AutoencoderKLWan {
   /** latents_mean and 1 / latents_std as [1, z_dim, 1, 1, 1] fp32-rounded like the pipeline's torch tensors. */
   readonly #latentsMean: Tensor;
   readonly #latentsInvStd: Tensor;
+  /** Storage dtype of weights and activations; inputs in another dtype are converted chunk by chunk. */
+  readonly dtype: DType;
 
   constructor(readonly device: Device, configJson: Record<string, unknown>, source: WeightSource, options: AutoencoderKLWanOptions = {}) {
     this.config = parseWanVAEConfig(configJson, options.configName);
     const z = this.config.zDim;
-    this.weights = new WeightStore(device, source, '', options.dtype);
+    this.dtype = options.dtype ?? device.computeDType;
+    this.weights = new WeightStore(device, source, '', this.dtype);
     try {
       this.encoder = new WanEncoder(this.weights, this.config);
       this.quantConv = new CausalConv3d(this.weights, 'quant_conv', 2 * z, 2 * z, [1, 1, 1]);
@@ -62,7 +65,7 @@ export class AutoencoderKLWan {
     }
     // The pipeline builds 1 / torch.tensor(latents_std) in fp32 and multiplies (normalise) or divides (denormalise).
     const stat = (values: number[]): Tensor =>
-      Scope.detach(fromFloat32(device, Float32Array.from(values), [1, z, 1, 1, 1], device.computeDType));
+      Scope.detach(fromFloat32(device, Float32Array.from(values), [1, z, 1, 1, 1], this.dtype));
     this.#latentsMean = stat(this.config.latentsMean);
     this.#latentsInvStd = stat(this.config.latentsStd.map((s) => 1 / Math.fround(s)));
   }
@@ -80,13 +83,13 @@ export class AutoencoderKLWan {
   /** (mean - latents_mean) / latents_std per channel: what the pipelines feed the transformer. */
   normalizeLatents(mean: Tensor): Tensor {
     this.#checkLatents('normalizeLatents', mean);
-    return scoped(() => mul(sub(mean, this.#latentsMean), this.#latentsInvStd));
+    return scoped(() => mul(sub(this.#asOwnDType(mean), this.#latentsMean), this.#latentsInvStd));
   }
 
   /** z * latents_std + latents_mean per channel (as the pipeline: z / (1 / std) + mean): what decode() takes. */
   denormalizeLatents(z: Tensor): Tensor {
     this.#checkLatents('denormalizeLatents', z);
-    return scoped(() => add(div(z, this.#latentsInvStd), this.#latentsMean));
+    return scoped(() => add(div(this.#asOwnDType(z), this.#latentsInvStd), this.#latentsMean));
   }
 
   /**
@@ -104,7 +107,7 @@ export class AutoencoderKLWan {
       let at = 0;
       for (let i = 0; i < f; i++) {
         scoped(() => {
-          const zi = this.postQuantConv.forward(contiguous(latents.slice(2, i, i + 1)));
+          const zi = this.postQuantConv.forward(this.#frames(latents, i, i + 1));
           const chunk = clamp(this.decoder.forward(zi, cache), -1, 1);
           const n = chunk.shape[2]!;
           const expected = i === 0 ? 1 : this.config.scaleFactorTemporal;
@@ -141,7 +144,7 @@ export class AutoencoderKLWan {
         const [from, to] = i === 0 ? [0, 1] : [1 + ENCODE_CHUNK_FRAMES * (i - 1), 1 + ENCODE_CHUNK_FRAMES * i];
         // quant_conv is 1x1x1, so applying it per chunk equals applying it to the concatenation.
         parts.push(Scope.detach(scoped(() =>
-          this.quantConv.forward(this.encoder.forward(contiguous(video.slice(2, from, to)), cache)))));
+          this.quantConv.forward(this.encoder.forward(this.#frames(video, from, to), cache)))));
         onProgress?.(i + 1, chunks);
       }
       cache.clear();
@@ -165,6 +168,16 @@ export class AutoencoderKLWan {
     this.weights.free();
     this.#latentsMean.free();
     this.#latentsInvStd.free();
+  }
+
+  /** Frames [from, to) of x as a dense tensor in the model's dtype (a view when x already is one). */
+  #frames(x: Tensor, from: number, to: number): Tensor {
+    const s = x.slice(2, from, to);
+    return s.dtype === this.dtype ? contiguous(s) : copyTo(s, this.dtype);
+  }
+
+  #asOwnDType(x: Tensor): Tensor {
+    return x.dtype === this.dtype ? x : copyTo(x, this.dtype);
   }
 
   #checkLatents(op: string, z: Tensor): void {
