@@ -46,7 +46,7 @@ t.test('the CPU library exports every declared function', async (t) => {
     symbols = null;
   }
   if (symbols === null) {
-    t.skip('nm is not installed: the koffi binding above is the only export check');
+    t.comment('nm is not installed: binding every prototype through koffi above is the export check');
     return;
   }
   const exported = new Set([...symbols.matchAll(/ T (sgld_\w+)$/gm)].map((m) => m[1]!));

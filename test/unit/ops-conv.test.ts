@@ -140,7 +140,7 @@ t.test('conv2d is conv3d with t = kt = 1 (pads {top, bottom, left, right}, strid
 
 t.test('convolutions reject bad arguments with a message naming op and argument', async (t) => {
   const p = h1.alloc(4096), f = h1.lib.fns;
-  const conv3d = (strides: Int32Array, pads: Int32Array, dims: number[] = [1, 2, 3, 4, 5], kernel: number[] = [3, 3, 3], dtype = NativeDType.F32) =>
+  const conv3d = (strides: Int32Array, pads: Int32Array, dims: number[] = [1, 2, 3, 4, 5], kernel: number[] = [3, 3, 3], dtype: number = NativeDType.F32) =>
     f.sgld_conv3d(h1.ctx, dtype, dims[0]!, dims[1]!, dims[2]!, dims[3]!, dims[4]!, p, 2, kernel[0]!, kernel[1]!, kernel[2]!, p, null, strides, pads, p);
   const ones = i32(1, 1, 1), causal = i32(2, 0, 1, 1, 1, 1);
   t.equal(conv3d(ones, causal), Status.OK, 'a valid call succeeds');
