@@ -13,6 +13,8 @@ import { RestartTracker, type Supervision } from './supervision.js';
 
 /** What an incarnation reports to its cell, at most once, and only when the cell did not ask it to stop. */
 export interface IncarnationHooks {
+  /** It began to end on its own (crash or self-stop): new messages must wait for the next incarnation. */
+  ending(): void;
   /** It crashed; its resources are released (postStop ran, or its thread exited). */
   crashed(error: Error, unprocessed: Envelope[]): void;
   /** It stopped itself (`ctx.stop()`); its resources are released. */
@@ -85,6 +87,9 @@ export class ActorCell {
       void this.incarnationEnded(incarnation, error, unprocessed);
     };
     incarnation = this.props.incarnate(this, number, {
+      ending: () => {
+        if (this.incarnation === incarnation && this.stopping === undefined && this.state === 'running') this.state = 'restarting';
+      },
       crashed: (error, unprocessed) => ended(error, unprocessed),
       stoppedItself: (unprocessed) => ended(undefined, unprocessed),
     });
@@ -208,10 +213,15 @@ export class ActorCell {
     this.system.deadLetter({ recipient: this.path, message: envelope.message, ask: envelope.reply !== undefined, reason });
   }
 
-  /** Lifecycle events reach the parent's `onChildEvent` only while the parent runs. */
+  /**
+   * Lifecycle events go to the parent's current incarnation (queued while it starts). An incarnation that is
+   * ending hands them back unhandled, and signals are never dead-lettered, so a new incarnation never hears
+   * about the children of the old one.
+   */
   private signalParent(event: LifecycleEvent): void {
     const parent = this.parent;
-    if (parent !== undefined && parent.state === 'running') parent.incarnation!.deliver({ kind: 'signal', message: event });
+    if (parent === undefined || parent.stopping !== undefined) return;
+    parent.incarnation?.deliver({ kind: 'signal', message: event });
   }
 }
 

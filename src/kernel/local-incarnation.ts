@@ -128,6 +128,7 @@ export class LocalIncarnation implements Incarnation {
   /** Ends this incarnation on its own (crash or self-stop): children stop, postStop runs, then the cell hears. */
   private end(crash: { error: unknown } | undefined): void {
     this.state = 'ending';
+    if (!this.stopRequested) this.hooks.ending();
     this.ending = (async () => {
       await this.cell.stopChildren();
       await this.runPostStop();

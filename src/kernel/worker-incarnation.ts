@@ -129,6 +129,7 @@ export class WorkerIncarnation implements Incarnation {
         break;
       case 'selfStopped':
         this.selfStopping = true;
+        if (!this.stopRequested) this.hooks.ending();
         break;
       case 'stopped':
         break; // the exit follows
@@ -156,11 +157,15 @@ export class WorkerIncarnation implements Incarnation {
       return;
     }
     const path = this.cell.path;
-    envelope.reply!.reject(
-      reply.failure === 'stopped' ? new ActorStoppedError(path, 'requested')
-        : reply.failure === 'crashed' ? new ActorCrashedError(path, new RemoteError(reply.error))
-          : new RemoteError(reply.error),
-    );
+    if (reply.failure === 'crashed') {
+      // The crash notice ('fatal') follows this reply; act on it now, so that a message the asker sends as
+      // soon as it sees the rejection waits for the next incarnation instead of going to the dying thread.
+      const cause = new RemoteError(reply.error);
+      this.fail(cause);
+      envelope.reply!.reject(new ActorCrashedError(path, cause));
+      return;
+    }
+    envelope.reply!.reject(reply.failure === 'stopped' ? new ActorStoppedError(path, 'requested') : new RemoteError(reply.error));
   }
 
   /** The worker actor's `ctx.parent.tell/ask`: handed to the parent actor here, the reply posted back. */
@@ -201,6 +206,7 @@ export class WorkerIncarnation implements Incarnation {
     if (this.state === 'ended' || this.state === 'stopping') return;
     const wasStarting = this.state === 'starting';
     this.state = 'ended';
+    if (!this.stopRequested) this.hooks.ending();
     this.rejectPending(new ActorCrashedError(this.cell.path, error));
     void this.worker?.terminate();
     // Only once the old thread is gone may a new one start (it may hold a device).
