@@ -16,8 +16,8 @@
 namespace sgld {
 namespace {
 
-constexpr int64_t kQueryTile = 96;  // rows of Q per tile: 16 micro-tiles of 6, O tile 96 x 128 = 48 KiB in L2
-constexpr int64_t kKeyBlock = 128;  // keys per block: S tile 96 x 128 = 48 KiB; multiple of NR
+constexpr int64_t kQueryTile = 96;  // rows of Q per tile (16 micro-tiles of 6); O tile 96 x 128 = 48 KiB
+constexpr int64_t kKeyBlock = 256;  // keys per block (multiple of NR); S tile 96 x 256 = 96 KiB; all in L2
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 struct AttentionArgs {

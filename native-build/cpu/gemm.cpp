@@ -82,10 +82,82 @@ int64_t balanced_block(int64_t n, int64_t block, int64_t multiple) {
     return std::min(block, round_up((n + count - 1) / count, multiple));
 }
 
+// At most this many rows, a GEMM is a handful of dot products per weight (a per-sample projection such as a
+// timestep embedding) and bound by reading B: B is streamed once, unpacked, instead of packed first.
+constexpr int64_t kSmallM = 4;
+thread_local ScratchBuffer tls_small_rows;
+
+// C[i, j] for the <= kSmallM rows [m0, m1) and columns [n0, n1).
+bool gemm_small_m(const GemmArgs &g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    const int64_t rows = m1 - m0, k = g.k;
+    // alpha * op(A) rows, contiguous in k.
+    float *ar = tls_small_rows.get(size_t(rows * k));
+    if (!ar) return false;
+    for (int64_t i = 0; i < rows; ++i)
+        for (int64_t p = 0; p < k; ++p) ar[i * k + p] = g.alpha * *g.a_at(m0 + i, p);
+    auto finish = [&](int64_t i, int64_t j, float dot) {
+        float *c = g.c + (m0 + i) * g.ldc + j;
+        float v = dot + (g.beta == 0.0f ? 0.0f : g.beta * *c) + (g.bias ? g.bias[j] : 0.0f);
+        *c = apply_activation(v, g.activation);
+    };
+    if (g.tb) {
+        // Column j of op(B) is row j of B: one dot product per (row, column), B read once for all rows.
+        for (int64_t j = n0; j < n1; ++j) {
+            const float *bj = g.b + j * g.ldb;
+            float dots[kSmallM];
+            int64_t p = 0;
+#if SGLD_HAVE_AVX2
+            __m256 acc0[kSmallM], acc1[kSmallM];
+            for (int64_t i = 0; i < rows; ++i) acc0[i] = acc1[i] = _mm256_setzero_ps();
+            for (; p + 16 <= k; p += 16) {
+                const __m256 b0 = _mm256_loadu_ps(bj + p), b1 = _mm256_loadu_ps(bj + p + 8);
+                for (int64_t i = 0; i < rows; ++i) {
+                    acc0[i] = _mm256_fmadd_ps(_mm256_loadu_ps(ar + i * k + p), b0, acc0[i]);
+                    acc1[i] = _mm256_fmadd_ps(_mm256_loadu_ps(ar + i * k + p + 8), b1, acc1[i]);
+                }
+            }
+            for (int64_t i = 0; i < rows; ++i) dots[i] = hsum256(_mm256_add_ps(acc0[i], acc1[i]));
+#else
+            for (int64_t i = 0; i < rows; ++i) dots[i] = 0.0f;
+#endif
+            for (; p < k; ++p)
+                for (int64_t i = 0; i < rows; ++i) dots[i] += ar[i * k + p] * bj[p];
+            for (int64_t i = 0; i < rows; ++i) finish(i, j, dots[i]);
+        }
+        return true;
+    }
+    // Row p of B holds op(B)(p, :): stream B's rows in 256-column chunks (contiguous, prefetch-friendly),
+    // accumulating each output row chunk in L1.
+    constexpr int64_t kChunk = 256;
+    alignas(32) float acc[kSmallM][kChunk];
+    for (int64_t jc = n0; jc < n1; jc += kChunk) {
+        const int64_t w = std::min(kChunk, n1 - jc);
+        for (int64_t i = 0; i < rows; ++i) std::fill(acc[i], acc[i] + w, 0.0f);
+        for (int64_t p = 0; p < k; ++p) {
+            const float *bp = g.b + p * g.ldb + jc;
+            for (int64_t i = 0; i < rows; ++i) {
+                const float av = ar[i * k + p];
+                float *ai = acc[i];
+                int64_t j = 0;
+#if SGLD_HAVE_AVX2
+                const __m256 va = _mm256_set1_ps(av);
+                for (; j + 8 <= w; j += 8)
+                    _mm256_store_ps(ai + j, _mm256_fmadd_ps(va, _mm256_loadu_ps(bp + j), _mm256_load_ps(ai + j)));
+#endif
+                for (; j < w; ++j) ai[j] += av * bp[j];
+            }
+        }
+        for (int64_t i = 0; i < rows; ++i)
+            for (int64_t j = 0; j < w; ++j) finish(i, jc + j, acc[i][j]);
+    }
+    return true;
+}
+
 // The serial Goto loop nest over the rectangle [m0, m1) x [n0, n1) of C.
 bool gemm_rect(const GemmArgs &g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     if (m1 <= m0 || n1 <= n0) return true;
     if (g.k == 0 || g.alpha == 0.0f) { scale_only(g, m0, m1, n0, n1); return true; }
+    if (g.m <= kSmallM) return gemm_small_m(g, m0, m1, n0, n1);  // by the whole GEMM: same path on any split
     const int64_t MR = kGemmMR, NR = kGemmNR;
     const int64_t kc_max = balanced_block(g.k, kGemmKC, 4);
     const int64_t mc_max = balanced_block(m1 - m0, kGemmMC, MR);
@@ -172,6 +244,11 @@ bool run_sgemm(sgld_context_t ctx, const GemmArgs &g) {
     const int threads = ctx ? ctx->pool.size() : 1;
     if (threads == 1 || double(g.m) * double(g.n) * double(g.k) < kParallelMinMacs)
         return gemm_rect(g, 0, g.m, 0, g.n);
+    if (g.m <= kSmallM) {  // split the columns only
+        std::atomic<bool> ok{true};
+        parallel_for(ctx, g.n, 64, [&](int64_t j0, int64_t j1) { if (!gemm_rect(g, 0, g.m, j0, j1)) ok.store(false); });
+        return ok.load();
+    }
     const std::vector<Rect> rects = split_rectangles(g.m, g.n, g.k, threads);
     std::atomic<bool> ok{true};
     ctx->pool.run(int64_t(rects.size()), [&](int64_t t) {

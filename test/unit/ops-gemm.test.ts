@@ -218,6 +218,27 @@ t.test('two threads give the same bits as one thread, and both match the referen
   }
 });
 
+t.test('products of at most 4 rows (streamed, unpacked B) match in every layout and epilogue', async (t) => {
+  let seed = 900;
+  for (const m of [1, 2, 3, 4]) {
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        const c: GemmCase = { m, n: 75, k: 203, transA, transB, alpha: 1.5, beta: 0.5, bias: true, activation: Activation.GELU_ERF };
+        const { got, want, tol } = runCase(h1, c, seed += 3);
+        const err = worstError(got, want);
+        t.ok(err <= tol, `m=${m} ta=${+transA} tb=${+transB}: error ${err.toExponential(2)}`);
+      }
+    }
+  }
+  // Split across threads by columns (n * k above the parallel threshold).
+  for (const transB of [false, true]) {
+    const c: GemmCase = { m: 3, n: 1000, k: 300, transB, lda: 310, bias: true, activation: Activation.SILU };
+    const one = runCase(h1, c, 950), two = runCase(h2, c, 950);
+    t.ok(worstError(two.got, two.want) <= two.tol, `3 x 1000 x 300 tb=${+transB} on 2 threads matches`);
+    t.same(Array.from(two.got), Array.from(one.got), `3 x 1000 x 300 tb=${+transB}: 1 and 2 threads agree bit for bit`);
+  }
+});
+
 t.test('a 1024 x 1024 x 1024 product matches on sampled rows (multi-block in every dimension)', async (t) => {
   const m = 1024, n = 1024, k = 1024;
   const a = randomFloats(m * k, 801), b = randomFloats(k * n, 802);
