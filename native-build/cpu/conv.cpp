@@ -87,22 +87,21 @@ bool conv3d_im2col(sgld_context_t ctx, const ConvShape &s, const float *x, const
     auto output_tile = [&](int64_t ni, int64_t oz, int64_t p0) { return y + (ni * s.cout * s.to + oz) * P + p0; };
     const int threads = ctx->pool.size();
 
-    if (threads > 1 && tiles >= 2 * threads) {
-        // Each thread: its own tiles, its own im2col block, a serial GEMM.
+    // Whole tiles per thread when they balance (a multiple of the thread count, or enough that the last round
+    // matters little); tiles are handed out one at a time.
+    if (threads > 1 && tiles >= threads && (tiles % threads == 0 || tiles >= 4 * threads)) {
         std::atomic<bool> ok{true};
-        parallel_for(ctx, tiles, 1, [&](int64_t t0, int64_t t1) {
+        ctx->pool.run(tiles, [&](int64_t ti) {
             float *col = tls_im2col.get(size_t(K * tile));
             if (!col) { ok.store(false); return; }
-            for (int64_t ti = t0; ti < t1; ++ti) {
-                const int64_t f = ti / tiles_per_frame, ni = f / s.to, oz = f % s.to;
-                const int64_t p0 = ti % tiles_per_frame * tile, len = std::min(tile, P - p0);
-                im2col_rows(s, x, ni, oz, p0, len, 0, K, col);
-                float *c = output_tile(ni, oz, p0);
-                if (bias) prefill_bias(bias, s.cout, c, ldc, len);
-                try {
-                    sgemm_serial(false, false, s.cout, len, K, 1.0f, weight, K, col, len, beta, c, ldc, nullptr, SGLD_ACT_NONE);
-                } catch (const std::bad_alloc &) { ok.store(false); return; }
-            }
+            const int64_t f = ti / tiles_per_frame, ni = f / s.to, oz = f % s.to;
+            const int64_t p0 = ti % tiles_per_frame * tile, len = std::min(tile, P - p0);
+            im2col_rows(s, x, ni, oz, p0, len, 0, K, col);
+            float *c = output_tile(ni, oz, p0);
+            if (bias) prefill_bias(bias, s.cout, c, ldc, len);
+            try {
+                sgemm_serial(false, false, s.cout, len, K, 1.0f, weight, K, col, len, beta, c, ldc, nullptr, SGLD_ACT_NONE);
+            } catch (const std::bad_alloc &) { ok.store(false); }
         });
         return ok.load();
     }
@@ -159,8 +158,12 @@ sgld_status conv3d_checked(sgld_context_t ctx, const char *op, int32_t dtype, in
     s.ho = (hp - kh) / s.sh + 1;
     s.wo = (wp - kw) / s.sw + 1;
     if (n == 0 || c_out == 0) return SGLD_OK;
-    SGLD_CHECK_PTR(y);
-    if (c_in > 0 && t > 0 && h > 0 && w > 0) { SGLD_CHECK_PTR(x); SGLD_CHECK_PTR(weight); }
+    // (Checked by hand: SGLD_CHECK_PTR would name this helper instead of the op.)
+    if (!y) return fail(SGLD_ERR_INVALID, "%s: y is null", op);
+    if (c_in > 0 && t > 0 && h > 0 && w > 0) {
+        if (!x) return fail(SGLD_ERR_INVALID, "%s: x is null", op);
+        if (!weight) return fail(SGLD_ERR_INVALID, "%s: weight is null", op);
+    }
     const float *X = static_cast<const float *>(x), *W = static_cast<const float *>(weight), *B = static_cast<const float *>(bias);
     float *Y = static_cast<float *>(y);
     try {

@@ -154,9 +154,11 @@ t.test('convolutions reject bad arguments with a message naming op and argument'
   t.equal(conv3d(ones, causal, undefined, [3, 0, 3]), Status.INVALID, 'zero kernel size');
   t.equal(conv3d(ones, causal, undefined, undefined, NativeDType.F16), Status.UNSUPPORTED, 'F16');
   t.equal(f.sgld_conv3d(h1.ctx, NativeDType.F32, 1, 2, 3, 4, 5, p, 2, 3, 3, 3, 0n, null, ones, causal, p), Status.INVALID, 'null weight');
-  t.match(f.sgld_last_error(), /weight is null/);
+  t.match(f.sgld_last_error(), /sgld_conv3d: weight is null/);
   t.equal(f.sgld_conv2d(h1.ctx, NativeDType.F32, 1, 2, 4, 5, p, 2, 3, 3, p, null, i32(1, 1), i32(1, 1, -1, 1), p), Status.INVALID, 'conv2d negative pad');
   t.match(f.sgld_last_error(), /sgld_conv2d: pads/);
+  t.equal(f.sgld_conv2d(h1.ctx, NativeDType.F32, 1, 2, 4, 5, 0n, 2, 3, 3, p, null, i32(1, 1), i32(1, 1, 1, 1), p), Status.INVALID, 'conv2d null x');
+  t.match(f.sgld_last_error(), /sgld_conv2d: x is null/);
 });
 
 // ---- upsampling -------------------------------------------------------------------------------------------------
