@@ -69,6 +69,9 @@ export interface LoadedLora {
 
 /** Reads and converts a LoRA file for `family`. Every failure is a LoraError with code lora_load_failed. */
 export function loadLoraFile(pathOrRepo: string, family: LoraFamily, options: BuildOptions = {}): LoadedLora {
+  if (options.alpha !== undefined && !(options.alpha > 0 && Number.isFinite(options.alpha))) {
+    throw new LoraError('invalid_argument', `lora_alpha must be a positive number, got ${options.alpha}`, 'lora_alpha');
+  }
   const file = resolveLoraFile(pathOrRepo);
   let st;
   try {
@@ -82,7 +85,8 @@ export function loadLoraFile(pathOrRepo: string, family: LoraFamily, options: Bu
     return { adapter: buildLoraAdapter(f, family, options), file, size: st.size, mtimeMs: st.mtimeMs };
   } catch (e) {
     if (e instanceof LoraError) throw new LoraError(e.code, `${file}: ${e.message}`, e.param ?? 'lora_path');
-    throw new LoraError('lora_load_failed', `cannot read ${file}: ${(e as Error).message}`, 'lora_path');
+    const why = (e as Error).message;
+    throw new LoraError('lora_load_failed', why.includes(file) ? `cannot read ${why}` : `cannot read ${file}: ${why}`, 'lora_path');
   } finally {
     f?.close();
   }
