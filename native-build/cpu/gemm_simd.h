@@ -102,7 +102,4 @@ static inline float hsum256(__m256 v) {
 
 #endif  // SGLD_HAVE_AVX2
 
-// y[i] = act(y[i]) over n values, vectorised where possible.
-void apply_activation_inplace(float *y, int64_t n, int32_t activation);
-
 }  // namespace sgld
