@@ -83,13 +83,21 @@ export interface SpawnOptions extends SupervisionOptions {
    * `fatal: true`). In-thread only: a worker actor always uses the default rule.
    */
   isFatal?: (error: unknown) => boolean;
+  /**
+   * How long a stop waits for the message being handled (or a pending preStart), ms (default 5000). After it,
+   * the stop goes on: postStop runs and the late handler's reply is dropped (its ask gets ActorStoppedError).
+   */
+  stopTimeoutMs?: number;
 }
 
 /** How to spawn an actor in its own worker thread. */
 export interface WorkerSpawnOptions extends SupervisionOptions {
   /** The module's export to construct with `new` (default `'default'`). */
   exportName?: string;
-  /** How long a graceful stop may take before the thread is terminated, ms (default 5000). */
+  /**
+   * How long a stop waits for the message being handled, ms (default 5000); postStop then gets as long again
+   * before the thread is terminated.
+   */
   stopTimeoutMs?: number;
   /** Node flags of the thread (default: inherited, which is what lets a `.ts` module load under a TS loader). */
   execArgv?: string[];

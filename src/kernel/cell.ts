@@ -4,7 +4,7 @@
 import type {
   ActorRef, ActorStatus, AskOptions, DeadLetter, LifecycleEvent, SendOptions,
 } from './actor.js';
-import { encodeMessage } from './codec.js';
+import { detachTransfers, encodeMessage } from './codec.js';
 import type { Envelope } from './envelope.js';
 import { PendingReply } from './envelope.js';
 import { ActorCrashedError, ActorStoppedError, describe, type StopReason } from './errors.js';
@@ -115,8 +115,10 @@ export class ActorCell {
       return;
     }
     if (this.props.kind === 'worker' && envelope.kind === 'message') {
-      // Encoded now, so that transfers (detaching the sender's buffers) happen when the message is sent.
+      // Encoded and detached now: the sender's large buffers are handed over when it sends, not when the
+      // message reaches the thread (which may be after a restart).
       envelope.encoded = encodeMessage(envelope.message, options?.transfer ? { transfer: options.transfer } : {});
+      detachTransfers(envelope.encoded);
     }
     if (this.state === 'running') this.incarnation!.deliver(envelope);
     else this.waiting.push(envelope);
@@ -129,6 +131,16 @@ export class ActorCell {
       this.stopping = this.stopNow(reason);
     }
     return this.stopping;
+  }
+
+  /** This cell or one of its descendants, by ref. */
+  find(ref: ActorRef): ActorCell | undefined {
+    if (this.ref === ref) return this;
+    for (const child of this.children) {
+      const found = child.find(ref);
+      if (found !== undefined) return found;
+    }
+    return undefined;
   }
 
   /** Stops the children, newest first. */
@@ -198,7 +210,8 @@ export class ActorCell {
     } else {
       this.system.forget(this);
     }
-    if (reason !== 'requested') this.system.logger.warn('actor stopped', { actor: this.path, reason });
+    if (reason === 'self') this.system.logger.info('actor stopped itself', { actor: this.path });
+    else if (reason !== 'requested') this.system.logger.warn('actor stopped', { actor: this.path, reason });
     const event: LifecycleEvent = { type: 'stopped', actor: this.ref, path: this.path, reason };
     this.system.publish(event);
     this.signalParent(event);

@@ -245,6 +245,15 @@ export function decodeMessage(message: EncodedMessage): unknown {
   }
 }
 
+/**
+ * Takes the message's transferable buffers away from their owner now (they are detached, their memory moves
+ * without a copy into new ArrayBuffers held by the message), so that ownership passes when a message is sent
+ * even if it is posted later (e.g. while the receiving actor restarts).
+ */
+export function detachTransfers(message: EncodedMessage): void {
+  message.buffers = message.buffers.map((buffer) => (isShared(buffer) ? buffer : structuredClone(buffer, { transfer: [buffer] })));
+}
+
 /** What to pass as `postMessage`'s transfer list for an encoded message: its bytes and its non-shared buffers. */
 export function transferListOf(message: EncodedMessage): ArrayBuffer[] {
   const list: ArrayBuffer[] = [message.bytes.buffer as ArrayBuffer];

@@ -4,7 +4,8 @@ import type { Actor, ActorContext, LifecycleEvent } from './actor.js';
 import type { ActorCell, Incarnation, IncarnationHooks } from './cell.js';
 import { asError } from './cell.js';
 import type { Envelope } from './envelope.js';
-import { ActorCrashedError } from './errors.js';
+import { ActorCrashedError, ActorStoppedError } from './errors.js';
+import { TIMED_OUT, withTimeout } from './timeout.js';
 
 /** Makes the context of one incarnation; `stopSelf` is what `ctx.stop()` calls. */
 export type ContextFactory = (cell: ActorCell, incarnation: number, stopSelf: () => void) => ActorContext;
@@ -17,6 +18,8 @@ export class LocalIncarnation implements Incarnation {
   private startFailed = false;
   /** The running drain loop, while there is one. */
   private draining: Promise<void> | undefined;
+  /** The envelope being handled. */
+  private current: Envelope | undefined;
   private selfStopRequested = false;
   private stopRequested = false;
   private ending: Promise<Envelope[]> | undefined;
@@ -29,6 +32,7 @@ export class LocalIncarnation implements Incarnation {
     private readonly isFatal: (error: unknown) => boolean,
     private readonly hooks: IncarnationHooks,
     makeContext: ContextFactory,
+    private readonly stopTimeoutMs: number,
   ) {
     this.ctx = makeContext(cell, incarnation, () => this.requestSelfStop());
   }
@@ -58,9 +62,11 @@ export class LocalIncarnation implements Incarnation {
   async stop(): Promise<Envelope[]> {
     this.stopRequested = true;
     if (this.state === 'starting') {
-      const wasStarting = this.starting;
+      const starting = this.starting;
       this.state = 'ending';
-      await wasStarting?.catch(() => undefined);
+      if (starting !== undefined && await this.bounded(starting.catch(() => undefined), 'preStart') === TIMED_OUT) {
+        return this.queue.splice(0);
+      }
       if (this.startFailed) return this.queue.splice(0);
       await this.runPostStop();
       return this.queue.splice(0);
@@ -68,11 +74,22 @@ export class LocalIncarnation implements Incarnation {
     if (this.state === 'ending') return this.ending ?? [];
     this.state = 'ending';
     this.ending = (async () => {
-      await this.draining; // the message being handled finishes; the loop then sees 'ending' and leaves
+      // The message being handled finishes (the loop then sees 'ending' and leaves), or its time runs out.
+      if (this.draining !== undefined && await this.bounded(this.draining, 'the current message') === TIMED_OUT) {
+        this.current?.reply?.reject(new ActorStoppedError(this.cell.path, 'requested'));
+      }
       await this.runPostStop();
       return this.queue.splice(0);
     })();
     return this.ending;
+  }
+
+  private async bounded(promise: Promise<unknown>, what: string): Promise<unknown> {
+    const outcome = await withTimeout(promise, this.stopTimeoutMs);
+    if (outcome === TIMED_OUT) {
+      this.ctx.log.warn(`stop did not wait any longer for ${what}`, { stopTimeoutMs: this.stopTimeoutMs });
+    }
+    return outcome;
   }
 
   private requestSelfStop(): void {
@@ -88,7 +105,9 @@ export class LocalIncarnation implements Incarnation {
   private async drainLoop(): Promise<void> {
     while (this.state === 'running' && !this.selfStopRequested && this.queue.length > 0) {
       const envelope = this.queue.shift()!;
+      this.current = envelope;
       const crash = await this.handle(envelope);
+      this.current = undefined;
       if (crash !== undefined) {
         envelope.reply?.reject(new ActorCrashedError(this.cell.path, crash.error));
         if (this.state === 'running') this.end(crash);

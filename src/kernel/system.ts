@@ -69,10 +69,13 @@ export class ActorSystem implements SystemCore {
     return () => this.lifecycleListeners.delete(listener);
   }
 
-  /** Stops one top-level actor (its children first). */
+  /** Stops one actor of this system (its children first); its supervisor hears a `stopped` event, no restart. */
   stopActor(ref: ActorRef): Promise<void> {
-    const cell = this.roots.find((c) => c.ref === ref);
-    return cell === undefined ? Promise.resolve() : cell.stop('requested');
+    for (const root of this.roots) {
+      const cell = root.find(ref);
+      if (cell !== undefined) return cell.stop('requested');
+    }
+    return Promise.resolve();
   }
 
   /**
@@ -151,7 +154,8 @@ export function localProps(system: ActorSystem, create: () => Actor, options: Sp
   return {
     kind: 'local',
     incarnate: (cell, incarnation, hooks) =>
-      new LocalIncarnation(cell, incarnation, create, isFatal, hooks, (c, n, stopSelf) => makeContext(system, c, n, stopSelf)),
+      new LocalIncarnation(cell, incarnation, create, isFatal, hooks,
+        (c, n, stopSelf) => makeContext(system, c, n, stopSelf), options?.stopTimeoutMs ?? 5000),
   };
 }
 

@@ -126,7 +126,7 @@ async function main(): Promise<void> {
   const name = boot.path.slice(boot.path.lastIndexOf('/') + 1);
   // The hosted actor itself never restarts here: its cell in the parent thread supervises it.
   const actor = system.spawnCell(undefined, { path: boot.path, parentRef, incarnation: boot.incarnation }, name,
-    localProps(system, () => new construct(...args) as never, undefined), { restart: 'temporary' });
+    localProps(system, () => new construct(...args) as never, { stopTimeoutMs: boot.stopTimeoutMs }), { restart: 'temporary' });
 
   port!.on('message', (message: ToWorker) => {
     switch (message.t) {

@@ -10,7 +10,10 @@ import type { Envelope } from './envelope.js';
 import {
   ActorCrashedError, ActorStoppedError, RemoteError, WorkerExitedError, serialiseError,
 } from './errors.js';
+import { TIMED_OUT, withTimeout } from './timeout.js';
 import type { FromWorker, Reply, ToWorker, WorkerBoot } from './worker-protocol.js';
+
+const DEFAULT_STOP_TIMEOUT_MS = 5000;
 
 // The host module next to this one: compiled, `worker-host.js`; under a TS loader the same URL maps to the .ts.
 const HOST_URL = new URL('./worker-host.js', import.meta.url);
@@ -25,7 +28,8 @@ export interface WorkerSpec {
 export class WorkerIncarnation implements Incarnation {
   private worker: Worker | undefined;
   private exited: Promise<number> = Promise.resolve(0);
-  private state: 'starting' | 'running' | 'stopping' | 'ended' = 'starting';
+  /** `crashing`: the actor crashed and its thread runs postStop before it is terminated. */
+  private state: 'starting' | 'running' | 'crashing' | 'stopping' | 'ended' = 'starting';
   private readonly pending = new Map<number, Envelope>();
   private nextId = 1;
   private selfStopping = false;
@@ -54,6 +58,7 @@ export class WorkerIncarnation implements Incarnation {
       exportName: options.exportName ?? 'default',
       args,
       askTimeoutMs: this.cell.system.askTimeoutMs,
+      stopTimeoutMs: options.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS,
       incarnation: this.incarnation,
     };
     const worker = new Worker(HOST_URL, {
@@ -77,23 +82,31 @@ export class WorkerIncarnation implements Incarnation {
     if (envelope.kind !== 'message' || envelope.encoded === undefined) return; // its children live in the worker
     const payload = envelope.encoded;
     envelope.encoded = undefined;
-    if (envelope.reply !== undefined) {
-      const id = this.nextId++;
-      this.pending.set(id, envelope);
-      this.post({ t: 'ask', id, p: payload }, payload);
-    } else {
-      this.post({ t: 'tell', p: payload }, payload);
+    const id = envelope.reply !== undefined ? this.nextId++ : 0;
+    try {
+      if (envelope.reply !== undefined) {
+        this.pending.set(id, envelope);
+        this.post({ t: 'ask', id, p: payload }, payload);
+      } else {
+        this.post({ t: 'tell', p: payload }, payload);
+      }
+    } catch (error) {
+      // Only a payload postMessage refuses gets here (its buffers were detached by someone else).
+      this.pending.delete(id);
+      if (envelope.reply !== undefined) envelope.reply.reject(error);
+      else this.cell.system.logger.error('message could not be posted to the worker', { actor: this.cell.path, error });
     }
   }
 
   async stop(): Promise<Envelope[]> {
     this.stopRequested = true;
-    const timeoutMs = this.spec.options.stopTimeoutMs ?? 5000;
+    const timeoutMs = this.spec.options.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
     if (this.state === 'starting') await withTimeout(this.ready.promise.catch(() => undefined), timeoutMs);
     if (this.state === 'starting' || this.state === 'running') {
       this.state = 'stopping';
       this.post({ t: 'stop' });
-      if (await withTimeout(this.exited, timeoutMs) === TIMED_OUT) {
+      // The host gives the current message stopTimeoutMs; postStop gets as long again.
+      if (await withTimeout(this.exited, 2 * timeoutMs) === TIMED_OUT) {
         this.cell.system.logger.warn('worker did not stop in time; terminating it', { actor: this.cell.path, timeoutMs });
         await this.worker?.terminate();
       }
@@ -158,10 +171,11 @@ export class WorkerIncarnation implements Incarnation {
     }
     const path = this.cell.path;
     if (reply.failure === 'crashed') {
-      // The crash notice ('fatal') follows this reply; act on it now, so that a message the asker sends as
-      // soon as it sees the rejection waits for the next incarnation instead of going to the dying thread.
+      // The crash notice ('fatal') follows this reply, once postStop ran in the thread. Act on the crash now,
+      // so that a message the asker sends as soon as it sees the rejection waits for the next incarnation
+      // instead of going to the dying thread; terminate the thread when the notice comes.
       const cause = new RemoteError(reply.error);
-      this.fail(cause);
+      this.fail(cause, true);
       envelope.reply!.reject(new ActorCrashedError(path, cause));
       return;
     }
@@ -201,23 +215,35 @@ export class WorkerIncarnation implements Incarnation {
     });
   }
 
-  /** The thread died or the actor crashed: pending asks fail at once, the thread is ended, then the cell hears. */
-  private fail(error: Error): void {
+  /**
+   * The thread died or the actor crashed: pending asks fail at once, the thread is ended, then the cell hears.
+   * `graceful`: the actor crashed but its thread is still cleaning up (postStop); it is terminated when it
+   * reports the crash, or after stopTimeoutMs.
+   */
+  private fail(error: Error, graceful = false): void {
+    if (this.state === 'crashing') {
+      if (!graceful) void this.worker?.terminate();
+      return;
+    }
     if (this.state === 'ended' || this.state === 'stopping') return;
     const wasStarting = this.state === 'starting';
-    this.state = 'ended';
+    this.state = graceful ? 'crashing' : 'ended';
     if (!this.stopRequested) this.hooks.ending();
     this.rejectPending(new ActorCrashedError(this.cell.path, error));
-    void this.worker?.terminate();
+    let grace: NodeJS.Timeout | undefined;
+    if (graceful) grace = setTimeout(() => void this.worker?.terminate(), this.spec.options.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS);
+    else void this.worker?.terminate();
     // Only once the old thread is gone may a new one start (it may hold a device).
     void this.exited.then(() => {
+      clearTimeout(grace);
+      this.state = 'ended';
       if (wasStarting) this.ready.reject(error);
       else if (!this.stopRequested) this.hooks.crashed(error, []);
     });
   }
 
   private onExit(code: number): void {
-    if (this.state === 'ended' || this.state === 'stopping') return;
+    if (this.state === 'ended' || this.state === 'stopping' || this.state === 'crashing') return;
     if (this.selfStopping) {
       this.state = 'ended';
       this.rejectPending(new ActorStoppedError(this.cell.path, 'self'));
@@ -239,18 +265,5 @@ function safeDecode(payload: EncodedMessage): unknown {
     return decodeMessage(payload);
   } catch (error) {
     return { undecodable: serialiseError(error) };
-  }
-}
-
-const TIMED_OUT = Symbol('timed out');
-
-/** Waits for `promise` at most `ms`; the timer never outlives the wait. */
-async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<typeof TIMED_OUT>((resolve) => (timer = setTimeout(() => resolve(TIMED_OUT), ms)));
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }

@@ -17,6 +17,8 @@ export interface WorkerBoot {
   /** Constructor arguments (encoded without transfers, so the same args serve every restart). */
   args: EncodedMessage;
   askTimeoutMs: number;
+  /** How long a stop waits for the message being handled, ms. */
+  stopTimeoutMs: number;
   /** Which incarnation of the actor this thread runs (0, then +1 per restart). */
   incarnation: number;
 }

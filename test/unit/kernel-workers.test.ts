@@ -130,7 +130,12 @@ t.test('a worker that exits is restarted: the pending ask gets ActorCrashed, the
     t.ok((error as Error).cause instanceof WorkerExitedError, 'caused by the exit');
     t.equal(((error as Error).cause as WorkerExitedError).exitCode, 7);
   }
+  // Sent while the actor restarts: it waits for the new thread, and its large array is handed over at once.
+  const data = new Float32Array(1 << 16).fill(3);
+  const scaled = echo.ask<{ data: Float32Array }>({ op: 'scale', data, factor: 2 });
+  t.equal(data.byteLength, 0, 'detached at send time, before the new thread exists');
   const after = await echo.ask<{ threadId: number; incarnation: number; label: string }>({ op: 'info' });
+  t.same([...(await scaled).data.subarray(0, 3)], [6, 6, 6], 'the message sent during the restart was served');
   t.equal(after.incarnation, 1, 'incarnation 1');
   t.equal(after.label, 'first', 'constructed again with the same args');
   t.not(after.threadId, before.threadId, 'in a new thread');
@@ -147,6 +152,9 @@ t.test('a fatal error in a worker actor crashes and restarts it too', async (t) 
   t.equal(cause.remoteName, 'FatalActorError');
   t.equal(cause.code, 'ERR_ACTOR_FATAL');
   t.match(await echo.ask({ op: 'info' }), { incarnation: 2 });
+  await host.ask('echo-ref'); // the host has handled everything the worker told it
+  t.ok(fromWorker.some((m) => (m as { value: unknown }).value === 'postStop of incarnation 1'),
+    'postStop ran in the crashed thread before it was terminated');
 });
 
 t.test('SharedBarrier: 3 worker threads over 30 rounds, one rank late each round, nobody passes early', async (t) => {

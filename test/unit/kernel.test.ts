@@ -255,6 +255,25 @@ t.test('messages to a stopped actor become dead letters with the reason; asks re
   ]);
 });
 
+t.test('a stop does not wait forever for a stuck handler: after stopTimeoutMs it goes on', async (t) => {
+  const { system, logger } = testSystem(t);
+  let postStopRan = false;
+  const ref = system.spawn('stuck', () => ({
+    receive: () => new Promise(() => undefined), // never settles
+    postStop() {
+      postStopRan = true;
+    },
+  }), { stopTimeoutMs: 40 });
+  const stuck = ref.ask('work', { timeoutMs: 10_000 }).catch((e: unknown) => e);
+  await sleep(5);
+  await system.stopActor(ref);
+  const error = await stuck;
+  t.ok(error instanceof ActorStoppedError, 'the stuck ask is rejected');
+  t.ok(postStopRan, 'postStop ran');
+  t.equal(ref.status, 'stopped');
+  t.ok(logger.lines.some((l) => l.level === 'warn' && l.message.includes('did not wait any longer')), 'logged');
+});
+
 t.test('without a listener, dead letters are logged (never silently dropped)', async (t) => {
   const logger = capturingLogger();
   const system = new ActorSystem({ logger });
