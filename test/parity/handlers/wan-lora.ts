@@ -123,11 +123,14 @@ export const handlers: FamilyHandlers = {
   lora: (c, ctx) => {
     if (!ctx.modelDir) throw new Error('lora case without a model folder');
     const device = new Device({ backend: 'cpu' });
-    const { model, free } = wanCaseModel(ctx, referenceCase(c, ctx), device);
     try {
-      return runLoraCase(c, ctx, 'wan', model);
+      const { model, free } = wanCaseModel(ctx, referenceCase(c, ctx), device);
+      try {
+        return runLoraCase(c, ctx, 'wan', model);
+      } finally {
+        free();
+      }
     } finally {
-      free();
       device.close();
     }
   },
