@@ -10,7 +10,7 @@
 // of the second-to-last layer without the final norm, so the last layer and the norm are never run: we do not
 // even load them (`hiddenStatesIndex` picks which entry forward returns; only the layers it needs are built).
 import type { Device } from '../../runtime/device.js';
-import { Activation, add, fromFloat32, linear, mul, rmsNorm } from '../../runtime/ops.js';
+import { Activation, add, fromFloat32, mul, rmsNorm } from '../../runtime/ops.js';
 import { type Tensor, scoped } from '../../runtime/tensor.js';
 import { paddingKeyBias, type TokenBatch } from '../umt5/encoder.js';
 import { TokenEmbedding } from '../umt5/token-embedding.js';
