@@ -37,11 +37,12 @@ double reduce(const float *x, int64_t n, float center) {
         }
         part = hsum256(_mm256_add_ps(acc0, acc1));
 #endif
+        double tail = 0;  // the scalar remainder (all of it without AVX2) sums in double: no long fp32 chain
         for (; i < e; ++i) {
             const float v = Squares ? (x[i] - center) * (x[i] - center) : x[i];
-            part += v;
+            tail += v;
         }
-        total += part;
+        total += double(part) + tail;
     }
     return total;
 }
