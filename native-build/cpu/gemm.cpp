@@ -135,6 +135,11 @@ bool gemm_small_m(const GemmArgs &g, int64_t m0, int64_t m1, int64_t n0, int64_t
         for (int64_t i = 0; i < rows; ++i) std::fill(acc[i], acc[i] + w, 0.0f);
         for (int64_t p = 0; p < k; ++p) {
             const float *bp = g.b + p * g.ldb + jc;
+#if SGLD_HAVE_AVX2
+            // Each row segment starts a new page when ldb is large: fetch a few rows ahead ourselves.
+            if (p + 4 < k)
+                for (int64_t j = 0; j < w; j += 16) _mm_prefetch(reinterpret_cast<const char *>(bp + 4 * g.ldb + j), _MM_HINT_T0);
+#endif
             for (int64_t i = 0; i < rows; ++i) {
                 const float av = ar[i * k + p];
                 float *ai = acc[i];
