@@ -24,7 +24,10 @@ export function guidanceAt(s: GuidanceSettings, tNorm: number): number {
   return s.guidanceScale > 0 ? s.guidanceScale : 0;
 }
 
-/** sqrt(sum x^2), accumulated in float64 and rounded to float32 (torch.linalg.vector_norm of a float32 tensor). */
+/**
+ * sqrt(sum x^2) rounded to float32: torch.linalg.vector_norm of a float32 tensor. We accumulate in float64, torch
+ * in float32 partial sums; the two differ by rounding only, far below the tolerances.
+ */
 function l2(x: Float32Array): number {
   let s = 0;
   for (let i = 0; i < x.length; i++) s += x[i]! * x[i]!;

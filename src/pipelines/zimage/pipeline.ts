@@ -232,7 +232,8 @@ export class ZImagePipeline {
         if (negOut) guidedPrediction(posOut[j]!, negOut[j]!, g, r.cfgNormalization, pred);
         else pred.set(posOut[j]!);
       }
-      // The transformer predicts x0 - noise direction with the opposite sign of the scheduler's velocity.
+      // The transformer predicts the velocity toward the data (data - noise); the Euler step integrates
+      // dx/dsigma = noise - data, hence diffusers' noise_pred = -pred.
       for (let k = 0; k < noisePred.length; k++) noisePred[k] = -noisePred[k]!;
       latents = scheduler.step(noisePred, t, latents);
       opts.onStepTensors?.(i, { pos: posOut, neg: negOut, latents: latents.slice() });
