@@ -46,6 +46,7 @@ export interface SystemCore {
   forget(cell: ActorCell): void;
 }
 
+/** One supervised actor, living in its parent's thread. */
 export class ActorCell {
   readonly ref: ActorRef;
   readonly children: ActorCell[] = [];
@@ -86,15 +87,24 @@ export class ActorCell {
     const ended = (error: Error | undefined, unprocessed: Envelope[]) => {
       void this.incarnationEnded(incarnation, error, unprocessed);
     };
-    incarnation = this.props.incarnate(this, number, {
-      ending: () => {
-        if (this.incarnation === incarnation && this.stopping === undefined && this.state === 'running') this.state = 'restarting';
-      },
-      crashed: (error, unprocessed) => ended(error, unprocessed),
-      stoppedItself: (unprocessed) => ended(undefined, unprocessed),
-    });
-    this.incarnation = incarnation;
-    incarnation.start().then(() => {
+    let started: Promise<void>;
+    try {
+      incarnation = this.props.incarnate(this, number, {
+        ending: () => {
+          if (this.incarnation === incarnation && this.stopping === undefined && this.state === 'running') this.state = 'restarting';
+        },
+        crashed: (error, unprocessed) => ended(error, unprocessed),
+        stoppedItself: (unprocessed) => ended(undefined, unprocessed),
+      });
+      this.incarnation = incarnation;
+      started = incarnation.start();
+    } catch (error) {
+      // E.g. a Worker that cannot be constructed: a failed start like any other (and never a throw from a
+      // restart timer).
+      incarnation = this.incarnation = new NeverStarted();
+      started = Promise.reject(error);
+    }
+    started.then(() => {
       if (this.incarnation !== incarnation || this.stopping !== undefined) return;
       this.state = 'running';
       const waiting = this.waiting;
@@ -238,6 +248,17 @@ export class ActorCell {
   }
 }
 
+/** Stands in for an incarnation whose construction threw. */
+class NeverStarted implements Incarnation {
+  start(): Promise<void> {
+    return Promise.reject(new Error('never started'));
+  }
+  deliver(): void {}
+  stop(): Promise<Envelope[]> {
+    return Promise.resolve([]);
+  }
+}
+
 class CellRef implements ActorRef {
   constructor(private readonly cell: ActorCell) {}
 
@@ -268,6 +289,7 @@ class CellRef implements ActorRef {
   }
 }
 
+/** Anything thrown, as an Error (lifecycle events and crash causes are always Errors). */
 export function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(describe(error));
 }

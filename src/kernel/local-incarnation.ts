@@ -10,6 +10,7 @@ import { TIMED_OUT, withTimeout } from './timeout.js';
 /** Makes the context of one incarnation; `stopSelf` is what `ctx.stop()` calls. */
 export type ContextFactory = (cell: ActorCell, incarnation: number, stopSelf: () => void) => ActorContext;
 
+/** One life of an in-thread actor: its behaviour object and its FIFO mailbox. */
 export class LocalIncarnation implements Incarnation {
   private behaviour: Actor | undefined;
   private readonly queue: Envelope[] = [];

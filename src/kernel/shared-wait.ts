@@ -13,7 +13,9 @@ export interface SharedWaitOptions {
   spin?: number;
 }
 
+/** Default deadline of shared-memory waits, ms. */
 export const DEFAULT_WAIT_TIMEOUT_MS = 30_000;
+/** Default polls before sleeping. */
 export const DEFAULT_SPIN = 1000;
 
 /**

@@ -39,6 +39,7 @@ export interface Supervision {
   backoff: Required<Backoff>;
 }
 
+/** Fills in the defaults and checks the values. */
 export function resolveSupervision(options: SupervisionOptions = {}): Supervision {
   const supervision: Supervision = {
     restart: options.restart ?? 'transient',

@@ -5,6 +5,7 @@ import type {
   Actor, ActorContext, ActorRef, DeadLetter, LifecycleEvent, SpawnOptions, WorkerSpawnOptions,
 } from './actor.js';
 import { ActorCell, type Props, type SystemCore } from './cell.js';
+import { encodeMessage } from './codec.js';
 import { KernelError, isFatalError } from './errors.js';
 import { LocalIncarnation } from './local-incarnation.js';
 import { consoleLogger, withFields, type Logger } from './logger.js';
@@ -160,6 +161,7 @@ export function localProps(system: ActorSystem, create: () => Actor, options: Sp
 }
 
 function workerProps(module: string | URL, args: readonly unknown[], options: WorkerSpawnOptions): Props {
+  encodeMessage(args, { outOfBandBytes: Infinity }); // args the codec cannot carry fail the spawn, here
   const spec = { moduleHref: moduleHref(module), args, options };
   return {
     kind: 'worker',

@@ -25,6 +25,7 @@ export interface WorkerSpec {
   options: WorkerSpawnOptions;
 }
 
+/** One life of a worker actor: one thread, from its start to its exit. */
 export class WorkerIncarnation implements Incarnation {
   private worker: Worker | undefined;
   private exited: Promise<number> = Promise.resolve(0);

@@ -26,6 +26,7 @@ export interface WorkerBoot {
 /** Why an ask failed on the far side, when the failure is the kernel's and not the actor's own error. */
 export type ReplyFailure = 'stopped' | 'crashed';
 
+/** The answer to an ask, in either direction. */
 export type Reply =
   | { t: 'reply'; id: number; ok: true; p: EncodedMessage }
   | { t: 'reply'; id: number; ok: false; error: SerialisedError; failure?: ReplyFailure };

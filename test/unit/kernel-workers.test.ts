@@ -1,7 +1,7 @@
 // The kernel across threads: worker actors (ask/reply, order, transfers of large typed arrays, remote errors,
 // talking to the parent, crash and restart), the shared-memory barrier and slot channel between 3 worker threads,
 // and a stop that leaves nothing alive. Workers cost ~0.5 s each to start under tap's TS loader, so this file
-// starts 6 in all: one echo actor (restarted twice by the crash tests) and three ranks.
+// starts 7 in all: one echo actor (restarted twice by the crash tests), one that fails to start, and three ranks.
 import { randomBytes } from 'node:crypto';
 import t from 'tap';
 import {
@@ -155,6 +155,19 @@ t.test('a fatal error in a worker actor crashes and restarts it too', async (t) 
   await host.ask('echo-ref'); // the host has handled everything the worker told it
   t.ok(fromWorker.some((m) => (m as { value: unknown }).value === 'postStop of incarnation 1'),
     'postStop ran in the crashed thread before it was terminated');
+});
+
+t.test('a worker actor that cannot start is reported, and what was sent to it does not hang', async (t) => {
+  t.throws(() => system.spawnWorker('bad-args', new URL('../fixtures/kernel/echo-actor.js', import.meta.url), [() => 1]),
+    TypeError, 'args the codec cannot carry fail the spawn at once');
+  const ref = system.spawnWorker('no-export', new URL('../fixtures/kernel/echo-actor.js', import.meta.url), [],
+    { exportName: 'Missing', restart: 'temporary' });
+  const waiting = ref.ask({ op: 'info' }).catch((e: unknown) => e);
+  const crash = await waitForEvent((e) => e.type === 'crashed' && e.path === 'no-export');
+  t.match((crash as Extract<LifecycleEvent, { type: 'crashed' }>).error, { remoteName: 'TypeError', message: /no export 'Missing'/ });
+  t.match(await waitForEvent((e) => e.type === 'stopped' && e.path === 'no-export'), { reason: 'crashed' });
+  const error = await waiting;
+  t.match(error, { code: 'ERR_ACTOR_STOPPED', reason: 'crashed' }, 'the ask sent while it started is rejected');
 });
 
 t.test('SharedBarrier: 3 worker threads over 30 rounds, one rank late each round, nobody passes early', async (t) => {
