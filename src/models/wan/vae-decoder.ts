@@ -48,15 +48,25 @@ export class WanDecoder {
     this.midBlock = new MidBlock(store, `${key}.mid_block`, dims[0]!);
     const stages = config.dimMult.length;
     let inDim = dims[0]!;
-    for (let i = 0; i < stages; i++) {
-      const outDim = dims[i + 1]!;
-      const mode = i === stages - 1 ? null : temporalUpsample[i] ? 'upsample3d' : 'upsample2d';
-      const block = new UpBlock(store, `${key}.up_blocks.${i}`, inDim, outDim, config.numResBlocks, mode);
-      this.upBlocks.push(block);
-      inDim = block.outDim;
+    try {
+      for (let i = 0; i < stages; i++) {
+        const outDim = dims[i + 1]!;
+        const mode = i === stages - 1 ? null : temporalUpsample[i] ? 'upsample3d' : 'upsample2d';
+        const block = new UpBlock(store, `${key}.up_blocks.${i}`, inDim, outDim, config.numResBlocks, mode);
+        this.upBlocks.push(block);
+        inDim = block.outDim;
+      }
+      this.normOut = new ChannelRMSNorm(store, `${key}.norm_out`, inDim, [inDim, 1, 1, 1]);
+      this.convOut = new CausalConv3d(store, `${key}.conv_out`, inDim, config.outChannels, [3, 3, 3], [1, 1, 1]);
+    } catch (e) {
+      this.free();
+      throw e;
     }
-    this.normOut = new ChannelRMSNorm(store, `${key}.norm_out`, inDim, [inDim, 1, 1, 1]);
-    this.convOut = new CausalConv3d(store, `${key}.conv_out`, inDim, config.outChannels, [3, 3, 3], [1, 1, 1]);
+  }
+
+  /** Frees the tensors the up blocks derived from their weights (the checkpoint's own are the WeightStore's). */
+  free(): void {
+    for (const block of this.upBlocks) for (const u of block.upsamplers) u.free();
   }
 
   /** One latent chunk [B, z_dim, T, h, w] -> video frames [B, out_channels, T', 8h, 8w] (unclamped). */

@@ -4,10 +4,11 @@
 // checkpoint. Tensors are NCTHW; every forward returns a new tensor and frees what it allocated on the way.
 import type { WeightStore } from '../weights.js';
 import {
-  Activation, activation, add, attention, cat, channelNorm, contiguous, conv3d, linear, upsampleNearest,
+  Activation, activation, add, attention, cat, channelNorm, contiguous, conv3d, linear,
 } from '../../runtime/ops.js';
 import { Scope, type Tensor, scoped } from '../../runtime/tensor.js';
 import { type FrameCache, SKIPPED_FIRST_CHUNK, framesToCache } from './vae-frame-cache.js';
+import { UpsampleConv } from './vae-upsample-conv.js';
 
 type Triple = [number, number, number];
 
@@ -175,8 +176,9 @@ export class MidBlock {
 export type ResampleMode = 'upsample2d' | 'upsample3d' | 'downsample2d' | 'downsample3d';
 
 /**
- * WanResample. Spatial part: nearest x2 then 3x3 conv (up; to half the width), or zero pad right/bottom by one
- * then 3x3 stride-2 conv (down). The 2-D convs run as conv3d with a 1-frame kernel on all frames at once.
+ * WanResample. Spatial part: nearest x2 then 3x3 conv (up; to half the width; computed as four 2x2 convs of the
+ * low-resolution input, see UpsampleConv), or zero pad right/bottom by one then 3x3 stride-2 conv (down). The 2-D
+ * convs run as conv3d with a 1-frame kernel on all frames at once.
  * Temporal part (the 3d modes): upsample3d doubles the frames with a causal (3,1,1) conv to 2C channels whose
  * halves become the even and odd frames, skipped on the first chunk so the first frame stays single;
  * downsample3d halves them with a stride-2 (3,1,1) conv over the previous chunk's last frame plus this chunk.
@@ -186,6 +188,8 @@ export class Resample {
   readonly bias: Tensor;
   readonly timeConv: CausalConv3d | null = null;
   readonly outDim: number;
+  /** The up modes' nearest x2 + 3x3 conv, computed on the low-resolution input. */
+  readonly #upsampleConv: UpsampleConv | null = null;
 
   constructor(store: WeightStore, readonly key: string, readonly dim: number, readonly mode: ResampleMode) {
     const up = mode.startsWith('up');
@@ -193,6 +197,7 @@ export class Resample {
     // nn.Sequential(upsample | zero pad, Conv2d): the conv is `resample.1`.
     this.weight = store.get(`${key}.resample.1.weight`, [this.outDim, dim, 3, 3]).reshape([this.outDim, dim, 1, 3, 3]);
     this.bias = store.get(`${key}.resample.1.bias`, [this.outDim]);
+    if (up) this.#upsampleConv = new UpsampleConv(this.weight.reshape([this.outDim, dim, 3, 3]), this.bias);
     if (mode === 'upsample3d') this.timeConv = new CausalConv3d(store, `${key}.time_conv`, dim, 2 * dim, [3, 1, 1], [1, 0, 0]);
     if (mode === 'downsample3d') this.timeConv = new CausalConv3d(store, `${key}.time_conv`, dim, dim, [3, 1, 1], [0, 0, 0], [2, 1, 1]);
   }
@@ -201,15 +206,21 @@ export class Resample {
     return scoped(() => {
       let y = x;
       if (this.mode === 'upsample3d') y = this.#doubleFrames(x, cache);
-      if (this.mode.startsWith('up')) {
-        y = step(y, x, (t) => upsampleNearest(t, [1, 2, 2]));
-        y = step(y, x, (t) => conv3d(t, this.weight, this.bias, { pads: [0, 0, 1, 1, 1, 1] }));
+      if (this.#upsampleConv) {
+        const conv = this.#upsampleConv;
+        y = step(y, x, (t) => conv.forward(t));
       } else {
+        // ZeroPad2d((0, 1, 0, 1)) then the stride-2 conv: one extra zero column right and row below.
         y = step(y, x, (t) => conv3d(t, this.weight, this.bias, { stride: [1, 2, 2], pads: [0, 0, 0, 1, 0, 1] }));
       }
       if (this.mode === 'downsample3d') y = step(y, x, (t) => this.#halveFrames(t, cache));
       return y;
     });
+  }
+
+  /** Frees what the layer derived from its weights (the folded upsample kernels). */
+  free(): void {
+    this.#upsampleConv?.free();
   }
 
   #doubleFrames(x: Tensor, cache: FrameCache): Tensor {

@@ -58,8 +58,14 @@ export class AutoencoderKLWan {
       this.quantConv = new CausalConv3d(this.weights, 'quant_conv', 2 * z, 2 * z, [1, 1, 1]);
       this.postQuantConv = new CausalConv3d(this.weights, 'post_quant_conv', z, z, [1, 1, 1]);
       this.decoder = new WanDecoder(this.weights, this.config);
+    } catch (e) {
+      this.weights.free();
+      throw e;
+    }
+    try {
       requireAllUsed(source, this.weights);
     } catch (e) {
+      this.decoder.free();
       this.weights.free();
       throw e;
     }
@@ -165,6 +171,7 @@ export class AutoencoderKLWan {
 
   /** Releases the weights (the model is unusable afterwards). */
   free(): void {
+    this.decoder.free();
     this.weights.free();
     this.#latentsMean.free();
     this.#latentsInvStd.free();
