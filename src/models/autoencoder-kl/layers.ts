@@ -94,7 +94,8 @@ export class ResnetBlock2D {
 
 /** A linear projection stored either as nn.Linear [out, in] (diffusers' to_q ...) or as a 1x1 conv [out, in, 1, 1]. */
 function projection(store: WeightStore, key: string, dim: number): { weight: Tensor; bias: Tensor } {
-  const shape = store.source.info(store.prefix + `${key}.weight`).shape;
+  // The linear shape is the expected one (sources that make up tensors, like benchmarks' random weights, use it).
+  const shape = store.source.info(store.prefix + `${key}.weight`, [dim, dim]).shape;
   const weight = shape.length === 4
     ? store.get(`${key}.weight`, [dim, dim, 1, 1]).reshape([dim, dim])
     : store.get(`${key}.weight`, [dim, dim]);
