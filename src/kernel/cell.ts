@@ -204,7 +204,7 @@ export class ActorCell {
     }
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;
-      this.start();
+      if (this.stopping === undefined) this.start();
     }, delay);
   }
 
