@@ -95,6 +95,14 @@ const sameNicknameSet = (a: readonly ActiveAdapter[], b: readonly ActiveAdapter[
   return x.length === y.length && x.every((n, i) => n === y[i]);
 };
 
+function checkUnique(entries: readonly ActiveAdapter[], module: string): void {
+  const seen = new Set<string>();
+  for (const e of entries) {
+    if (seen.has(e.nickname)) throw new LoraError('invalid_argument', `adapter ${e.nickname} is listed twice for ${module}`, 'lora_nickname');
+    seen.add(e.nickname);
+  }
+}
+
 function checkStrength(strength: number, nickname: string): void {
   if (typeof strength !== 'number' || !Number.isFinite(strength)) {
     throw new LoraError('invalid_argument', `strength of ${nickname} must be a finite number, got ${strength}`, 'strength');
@@ -254,6 +262,7 @@ export class LoraManager {
   apply(module: LoraModuleName, entries: readonly ActiveAdapter[]): ModuleReport {
     const state = this.#state(module);
     for (const e of entries) checkStrength(e.strength, e.nickname);
+    checkUnique(entries, module);
     if (this.#isMerged(state, entries)) return { module, changed: false, weights: 0, restoreMs: 0, backupMs: 0, mergeMs: 0 };
     if (entries.length === 0) {
       const restoreMs = this.#restore(state);
@@ -282,6 +291,7 @@ export class LoraManager {
       }
     }
     for (const [m, list] of perModule) {
+      checkUnique(list, m);
       const merged = this.#state(m).merged;
       if (merged && !sameNicknameSet(merged.entries, list)) {
         const current = merged.entries.map((x) => x.nickname).join(',');

@@ -497,4 +497,6 @@ t.test('merge_lora_weights without a set adapter is 409; targets resolve to exis
   throwsLora(t, () => manager.merge('transformer', 1), 'lora_not_set', /transformer/, 'explicit module never set');
   t.match(manager.merge('all', 0.5), [{ module: 'transformer_2', changed: true }], "'all' skips modules never set");
   throwsLora(t, () => manager.set([{ nickname: 'a', strength: Number.NaN }]), 'invalid_argument', /finite/, 'NaN strength');
+  throwsLora(t, () => manager.set([{ nickname: 'a', strength: 1 }, { nickname: 'a', strength: 2 }]), 'invalid_argument',
+    /listed twice/, 'one adapter twice in a module');
 });
