@@ -12,12 +12,13 @@
 
 namespace sgld {
 
-// Cache blocking for Zen 2/3 class cores (32 KiB L1d, 512 KiB L2 per core, shared L3), BLIS' loop order:
-//   KC: a KC x NR B micro-panel (16 KiB) stays in L1 while the A panels stream past it;
-//   MC: the packed MC x KC A block (144 KiB) stays in L2;
-//   NC: the packed KC x NC B block (4 MiB per thread) lives in L3.
+// Cache blocking for Zen 3 class cores (32 KiB L1d, 512 KiB L2 per core, shared L3), BLIS' loop order:
+//   KC: a KC x NR B micro-panel (32 KiB) is reused from L1/L2 while the A panels stream past it; deep k blocks
+//       also mean few passes over C, whose tiles miss the cache when its rows alias (power-of-two ldc);
+//   MC: the packed MC x KC A block (288 KiB) stays in L2;
+//   NC: the packed KC x NC B block (8 MiB per thread) lives in L3.
 // Measured alternatives are in docs/cpu-backend.md.
-constexpr int64_t kGemmKC = 256;
+constexpr int64_t kGemmKC = 512;
 constexpr int64_t kGemmMC = 144;   // multiple of MR
 constexpr int64_t kGemmNC = 4096;  // multiple of NR
 
@@ -178,13 +179,19 @@ bool gemm_rect(const GemmArgs &g, int64_t m0, int64_t m1, int64_t n0, int64_t n1
         for (int64_t pc = 0; pc < g.k; pc += kc_max) {
             const int64_t kc = std::min(kc_max, g.k - pc);
             const bool first = pc == 0, last = pc + kc == g.k;
-            pack_b_panels(g.tb, kc, nc, g.b_at(pc, jc), g.ldb, pb);
+            // A transposed B (a Linear weight) is packed one micro-panel at a time during the first row block,
+            // right before the kernels that read it (so it is still in L1 then); later row blocks reuse the
+            // packed block from L2/L3. A row-major B is packed whole first, reading along its rows (see
+            // pack_b_panels).
+            const bool pack_lazily = g.tb;
+            if (!pack_lazily) pack_b_panels(false, kc, nc, g.b_at(pc, jc), g.ldb, pb);
             for (int64_t ic = m0; ic < m1; ic += mc_max) {
                 const int64_t mc = std::min(mc_max, m1 - ic);
                 pack_a_panels(g.ta, mc, kc, g.a_at(ic, pc), g.lda, g.alpha, pa);
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     const int64_t cols = std::min(NR, nc - jr);
-                    const float *b_panel = pb + jr * kc;
+                    float *b_panel = pb + jr * kc;
+                    if (pack_lazily && ic == m0) pack_b_panels(true, kc, cols, g.b_at(pc, jc + jr), g.ldb, b_panel);
                     TileEpilogue e;
                     e.load = !first ? TileLoad::Accumulate : g.beta != 0.0f ? TileLoad::Beta : TileLoad::Overwrite;
                     e.beta = g.beta;

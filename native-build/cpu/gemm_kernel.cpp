@@ -86,23 +86,35 @@ void pack_a_panels(bool trans, int64_t mc, int64_t kc, const float *a, int64_t l
 // ---- packing B --------------------------------------------------------------------------------------------------
 void pack_b_panels(bool trans, int64_t kc, int64_t nc, const float *b, int64_t ldb, float *dst) {
     const int64_t NR = kGemmNR;
+    if (!trans) {
+        // op(B)(p, j) = b[p*ldb + j]: walk 8 rows of B at a time left to right, writing each panel's 8 x 16
+        // piece (512 contiguous bytes). Reading down one panel's column instead would touch a new page every
+        // row when ldb is large (an im2col matrix) and miss the TLB each time.
+        const int64_t full = nc / NR * NR;
+        for (int64_t p0 = 0; p0 < kc; p0 += 8) {
+            const int64_t rows = kc - p0 < 8 ? kc - p0 : 8;
+            float *d = dst + p0 * NR;
+            for (int64_t j0 = 0; j0 < full; j0 += NR, d += kc * NR)
+                for (int64_t r = 0; r < rows; ++r) {
+                    const float *src = b + (p0 + r) * ldb + j0;
+#if SGLD_HAVE_AVX2
+                    _mm256_store_ps(d + r * NR, _mm256_loadu_ps(src));
+                    _mm256_store_ps(d + r * NR + 8, _mm256_loadu_ps(src + 8));
+#else
+                    std::memcpy(d + r * NR, src, NR * sizeof(float));
+#endif
+                }
+            if (full < nc)
+                for (int64_t r = 0; r < rows; ++r) {
+                    int64_t j = 0;
+                    for (; j < nc - full; ++j) d[r * NR + j] = b[(p0 + r) * ldb + full + j];
+                    for (; j < NR; ++j) d[r * NR + j] = 0.0f;
+                }
+        }
+        return;
+    }
     for (int64_t j0 = 0; j0 < nc; j0 += NR, dst += kc * NR) {
         const int64_t cols = nc - j0 < NR ? nc - j0 : NR;
-        if (!trans) {
-            // op(B)(p, j) = b[p*ldb + j]: each k step is one contiguous run of columns.
-            const float *src = b + j0;
-            if (cols == NR) {
-                for (int64_t p = 0; p < kc; ++p) std::memcpy(dst + p * NR, src + p * ldb, NR * sizeof(float));
-            } else {
-                for (int64_t p = 0; p < kc; ++p) {
-                    float *d = dst + p * NR;
-                    int64_t j = 0;
-                    for (; j < cols; ++j) d[j] = src[p * ldb + j];
-                    for (; j < NR; ++j) d[j] = 0.0f;
-                }
-            }
-            continue;
-        }
         // op(B)(p, j) = b[j*ldb + p] (a Linear weight): columns are contiguous in k; transpose 8x8 blocks.
         const float *col[NR];
         for (int64_t j = 0; j < NR; ++j) col[j] = b + (j0 + (j < cols ? j : 0)) * ldb;
@@ -173,8 +185,12 @@ static inline void store_row(float *c, __m256 p0, __m256 p1, const TileEpilogue 
 
 void gemm_micro_kernel(int64_t kc, const float *__restrict a, const float *__restrict b, float *c, int64_t ldc,
                        const TileEpilogue &e) {
+    // C is read only after the k loop: start fetching its rows now (both lines when a row straddles two).
     if (e.load != TileLoad::Overwrite)
-        for (int r = 0; r < 6; ++r) _mm_prefetch(reinterpret_cast<const char *>(c + r * ldc), _MM_HINT_T0);
+        for (int r = 0; r < 6; ++r) {
+            _mm_prefetch(reinterpret_cast<const char *>(c + r * ldc), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char *>(c + r * ldc + 15), _MM_HINT_T0);
+        }
     // The k loop is hand-scheduled assembly: compilers rotate the twelve accumulators through registers and
     // reload B from memory, which costs ~10% at this size. The product leaves through `acc`.
     alignas(32) float acc[kGemmMR * kGemmNR];
