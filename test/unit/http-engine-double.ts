@@ -125,7 +125,13 @@ export class EngineDouble implements EngineApi {
     this.#emit(job, { type: 'queued', position: this.#queued - 1 });
     const done = this.#chain.then(async () => {
       this.#queued--;
-      if (abort.signal.aborted) return;
+      if (abort.signal.aborted) {
+        job.status = 'failed';
+        job.error = { code: 'cancelled', message: 'the job was cancelled' };
+        this.#emit(job, { type: 'failed', error: job.error });
+        this.#running.delete(job.id);
+        throw new Error('cancelled');
+      }
       this.#active++;
       const t0 = Date.now();
       try {
