@@ -1,7 +1,8 @@
 // The kernel across threads: worker actors (ask/reply, order, transfers of large typed arrays, remote errors,
 // talking to the parent, crash and restart), the shared-memory barrier and slot channel between 3 worker threads,
 // and a stop that leaves nothing alive. Workers cost ~0.5 s each to start under tap's TS loader, so this file
-// starts 7 in all: one echo actor (restarted twice by the crash tests), one that fails to start, and three ranks.
+// starts 7 in all: one echo actor (restarted twice by the crash tests), one that fails to start, and three ranks,
+// plus one child process with one worker.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -30,7 +31,7 @@ const fromWorker: unknown[] = [];
 const host = system.spawn('host', () => ({
   preStart(ctx: ActorContext) {
     ctx.spawnWorker('echo', new URL('../fixtures/kernel/echo-actor.js', import.meta.url), ['first'],
-      { restart: 'permanent', backoff: { initialMs: 10 } });
+      { restart: 'transient', backoff: { initialMs: 10 } });
   },
   receive(message: { from: string; value: unknown } | 'echo-ref', ctx: ActorContext) {
     if (message === 'echo-ref') return echoRef(ctx);
@@ -159,6 +160,13 @@ t.test('a fatal error in a worker actor crashes and restarts it too', async (t) 
     'postStop ran in the crashed thread before it was terminated');
 });
 
+t.test('a transient worker actor that stops itself stays stopped; its thread exits', async (t) => {
+  t.equal(await echo.ask({ op: 'stopSelf' }), 'stopping', 'the reply to the message that stopped it arrives');
+  t.match(await waitForEvent((e) => e.type === 'stopped' && e.path === 'host/echo'), { reason: 'self' });
+  const late = await echo.ask({ op: 'info' }).catch((e: unknown) => e);
+  t.match(late, { code: 'ERR_ACTOR_STOPPED', reason: 'self' });
+});
+
 t.test('a worker actor that cannot start is reported, and what was sent to it does not hang', async (t) => {
   t.throws(() => system.spawnWorker('bad-args', new URL('../fixtures/kernel/echo-actor.js', import.meta.url), [() => 1]),
     TypeError, 'args the codec cannot carry fail the spawn at once');
@@ -208,8 +216,8 @@ t.test('SharedSlotChannel: rank 0 hands 128 bytes to two waiting ranks, then all
 
 t.test('system.stop stops every worker gracefully and leaves no handle behind', async (t) => {
   await system.stop();
-  t.equal(echo.status, 'stopped');
-  t.ok(events.some((e) => e.type === 'stopped' && e.path === 'host/echo' && e.reason === 'requested'));
+  t.same(['host', 'rank-0', 'rank-1', 'rank-2'].map((path) => events.some((e) => e.type === 'stopped' && e.path === path && e.reason === 'requested')),
+    [true, true, true, true], 'the host and the three ranks were stopped');
   // Give the event loop a turn to drop closed handles, then compare with what existed before the first spawn
   // (tap's own handles may come and go, so: no kind of resource may have grown).
   await new Promise((r) => setImmediate(r));
@@ -220,7 +228,7 @@ t.test('system.stop stops every worker gracefully and leaves no handle behind', 
   t.notOk(logLines.some((l) => l.message.includes('did not stop in time')), 'no worker needed terminating');
 });
 
-t.test('a process whose system was stopped (worker, in-flight ask, pending restart) exits on its own', async (t) => {
+t.test('a process whose system was stopped (a worker, an in-flight ask, a pending restart) exits on its own', async (t) => {
   // Run in a fresh process with the TS loader: no process.exit there, so any handle left behind keeps it alive.
   const script = fileURLToPath(new URL('../fixtures/kernel/exits-on-its-own.ts', import.meta.url));
   const child = spawn(process.execPath, ['--import', '@tapjs/typescript/import', script], { stdio: ['ignore', 'pipe', 'inherit'] });
