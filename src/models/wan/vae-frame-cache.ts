@@ -30,18 +30,11 @@ export class FrameCache {
     return e === undefined || e === SKIPPED_FIRST_CHUNK ? undefined : e;
   }
 
-  /** Replaces `owner`'s entry; a tensor must be owned by no scope (as `framesToCache` makes them). The old one is freed. */
+  /** Replaces `owner`'s entry (a tensor owned by no scope, as `framesToCache` makes them) and frees the old one. */
   set(owner: object, entry: CacheEntry): void {
     const old = this.#slots.get(owner);
     if (old !== undefined && old !== SKIPPED_FIRST_CHUNK && old !== entry) old.free();
     this.#slots.set(owner, entry);
-  }
-
-  /** Device bytes held by cached frames. */
-  get bytes(): number {
-    let n = 0;
-    for (const e of this.#slots.values()) if (e !== SKIPPED_FIRST_CHUNK) n += e.byteLength;
-    return n;
   }
 
   /** Frees every cached tensor (call when the encode/decode ends, also on error). */
