@@ -14,7 +14,10 @@ export interface Actor<M = any, R = unknown> {
   preStart?(ctx: ActorContext<M>): void | Promise<void>;
   /** Handles one message. */
   receive(message: M, ctx: ActorContext<M>): R | Promise<R>;
-  /** Runs once the actor stops or crashes, after its children stopped; errors are logged. */
+  /**
+   * Runs once the actor stops or crashes with a fatal error, after its children stopped; errors are logged.
+   * It cannot run when a worker actor's thread itself died (exit, uncaught error).
+   */
   postStop?(ctx: ActorContext<M>): void | Promise<void>;
   /** Learns that one of its children started, crashed or stopped; runs in mailbox order with messages. */
   onChildEvent?(event: LifecycleEvent, ctx: ActorContext<M>): void | Promise<void>;
