@@ -7,6 +7,7 @@ import { Device } from '../src/runtime/device.js';
 import { NativeDType, type Ptr } from '../src/runtime/native.js';
 
 const THREADS = [1, 2];
+const GEMM_SHAPES: GemmShape[] = [[1024, 1024, 1024], [4096, 1536, 1536], [4096, 8960, 1536]];
 
 /** Best wall time (seconds) of up to `reps` calls after one warm-up, stopping once `budget` seconds are spent. */
 function bestTime(fn: () => void, reps = 3, budget = 2): number {
@@ -62,12 +63,18 @@ function printTable(): void {
 const blas = loadOpenBlas();
 // One context per thread count, created before its uploads (not resized between calls).
 const results: { key: number; cells: string[] }[] = [];
-const shapesSeen: string[] = [];
+const shapesSeen: string[] = GEMM_SHAPES.map(([m, n, k]) => `${m} x ${n} x ${k}`);  // GEMM rows first
 for (const threads of THREADS) {
   const device = new Device({ backend: 'cpu', threads });
-  benchGemm(device, threads);
+  // Ours first, OpenBLAS last: its idle threads keep spinning for a while after each call.
+  const ours = GEMM_SHAPES.map((shape) => gemmRate(device, shape, (a, b, c, [m, n, k]) => device.lib.check(
+    device.lib.fns.sgld_gemm(device.ctx, NativeDType.F32, 0, 1, m, n, k, 1, a, k, 0, b, k, 0, 0, c, n, 0, 1, null, 0), 'sgld_gemm')));
   benchAttention(device, threads);
   benchConv3d(device, threads);
+  blas?.setThreads(threads);
+  const theirs = GEMM_SHAPES.map((shape) => (blas ? fmt(gemmRate(device, shape, (a, b, c, [m, n, k]) =>
+    blas.sgemm(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_TRANS, m, n, k, 1, a, k, b, k, 0, c, n))) : 'not installed'));
+  GEMM_SHAPES.forEach(([m, n, k], i) => record('sgemm A.B^T (M x N x K)', `${m} x ${n} x ${k}`, threads, fmt(ours[i]!), theirs[i]!));
   device.close();
 }
 rows.push(...results.sort((x, y) => x.key - y.key).map((r) => r.cells));
@@ -79,24 +86,16 @@ function record(label: string, shape: string, threads: number, ours: string, the
 }
 
 // SGEMM C[M,N] = A[M,K] . B[N,K]^T: the Linear-layer layout (trans_b = 1), as the models call it.
-function benchGemm(device: Device, threads: number): void {
-  const { fns } = device.lib;
-  for (const [m, n, k] of [[1024, 1024, 1024], [4096, 1536, 1536], [4096, 8960, 1536]] as const) {
-    const a = device.malloc(m * k * 4), b = device.malloc(n * k * 4), c = device.malloc(m * n * 4);
-    fillRandom(device, a, m * k, 1);
-    fillRandom(device, b, n * k, 2);
-    const flops = 2 * m * n * k, reps = 3;
-    const ours = bestTime(() => device.lib.check(fns.sgld_gemm(device.ctx, NativeDType.F32, 0, 1, m, n, k, 1, a, k, 0, b, k, 0,
-      0, c, n, 0, 1, null, 0), 'sgld_gemm'), reps);
-    let theirs = 'not installed';
-    if (blas) {
-      blas.setThreads(threads);
-      theirs = fmt(flops / bestTime(() => blas.sgemm(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_TRANS, m, n, k, 1, a, k, b, k, 0, c, n), reps) / 1e9);
-    }
-    const shape = `${m} x ${n} x ${k}`;
-    record('sgemm A.B^T (M x N x K)', shape, threads, fmt(flops / ours / 1e9), theirs);
-    for (const p of [a, b, c]) device.free(p);
-  }
+type GemmShape = readonly [number, number, number];
+/** GFLOP/s of `run` on fresh random operands of one shape. */
+function gemmRate(device: Device, shape: GemmShape, run: (a: Ptr, b: Ptr, c: Ptr, shape: GemmShape) => void): number {
+  const [m, n, k] = shape;
+  const a = device.malloc(m * k * 4), b = device.malloc(n * k * 4), c = device.malloc(m * n * 4);
+  fillRandom(device, a, m * k, 1);
+  fillRandom(device, b, n * k, 2);
+  const seconds = bestTime(() => run(a, b, c, shape));
+  for (const p of [a, b, c]) device.free(p);
+  return (2 * m * n * k) / seconds / 1e9;
 }
 
 // Attention: seq 4096, 12 heads, head_dim 128, [B, S, H, D] layout; 4 * seq^2 * head_dim * heads FLOP.
