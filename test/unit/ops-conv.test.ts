@@ -1,8 +1,8 @@
 // sgld_conv3d, sgld_conv2d and sgld_upsample_nearest on the CPU backend against float64 references written
 // here: Wan VAE's causal 3x3x3 convs (pads {2,0,1,1,1,1}), stride-2 spatial downsampling with asymmetric pads
-// {0,1,0,1}, temporal (3,1,1) stride (2,1,1), 1x1x1 (the direct GEMM path and a strided one), tiles that split
-// an output row (large K), a 2-D kernel with every asymmetry, both threading strategies (several tiles per
-// thread, or one tile shared by all), and argument errors.
+// {0,1,0,1}, temporal (3,1,1) stride (2,1,1), 1x1x1 (the direct GEMM path and a strided one), K accumulated in
+// several chunks, tiles that split an output row, a 2-D kernel with every asymmetry, both threading strategies
+// (whole tiles per thread, or one tile shared by all), and argument errors.
 //
 // Tolerance: inputs and weights are uniform in [-1, 1], so an output is a length-K dot product off by a few fp32
 // ulps per term; checks allow |got - want| <= 1e-7 * (K + 16) * (1 + |want|) as the GEMM tests do (measured
@@ -93,14 +93,14 @@ const base = { n: 1, stride: [1, 1, 1] as [number, number, number], pads: [0, 0,
 
 const CONV3D_CASES: ConvCase[] = [
   { ...base, name: 'causal 3x3x3, pads {2,0,1,1,1,1}', n: 2, cin: 5, t: 4, h: 9, w: 11, cout: 7, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
-  { ...base, name: 'causal 3x3x3 on one frame (one tile for all threads)', cin: 6, t: 1, h: 13, w: 10, cout: 9, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
+  { ...base, name: 'causal 3x3x3 on one frame, K = 324 in 2 chunks (one tile for all threads)', cin: 12, t: 1, h: 11, w: 13, cout: 9, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
   { ...base, name: 'spatial 3x3 stride 2, pads {0,0,0,1,0,1} (Wan downsample)', n: 2, cin: 4, t: 3, h: 13, w: 16, cout: 5, kt: 1, kh: 3, kw: 3, stride: [1, 2, 2], pads: [0, 0, 0, 1, 0, 1] },
   { ...base, name: 'temporal (3,1,1) stride (2,1,1), no pads (Wan time_conv)', cin: 6, t: 7, h: 5, w: 6, cout: 4, kt: 3, kh: 1, kw: 1, stride: [2, 1, 1] },
   { ...base, name: 'temporal (3,1,1) stride (2,1,1), causal pads {2,0}', cin: 6, t: 6, h: 4, w: 7, cout: 4, kt: 3, kh: 1, kw: 1, stride: [2, 1, 1], pads: [2, 0, 0, 0, 0, 0] },
   { ...base, name: '1x1x1 (direct GEMM)', n: 2, cin: 13, t: 3, h: 7, w: 9, cout: 11, kt: 1, kh: 1, kw: 1 },
   { ...base, name: '1x1x1 without bias', cin: 8, t: 2, h: 30, w: 41, cout: 3, kt: 1, kh: 1, kw: 1, bias: false },
   { ...base, name: '1x1x1 with stride 2 (im2col path)', cin: 5, t: 3, h: 9, w: 8, cout: 6, kt: 1, kh: 1, kw: 1, stride: [2, 2, 2] },
-  { ...base, name: 'K = 1080: tiles of 976 pixels split output rows', cin: 40, t: 2, h: 33, w: 35, cout: 5, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
+  { ...base, name: 'K = 1080 in 5 chunks, tiles of 256 pixels splitting output rows', cin: 40, t: 2, h: 33, w: 35, cout: 5, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
   { ...base, name: 'kernel wider than the input with big pads, no bias', cin: 3, t: 2, h: 2, w: 3, cout: 4, kt: 2, kh: 3, kw: 5, pads: [1, 2, 2, 1, 3, 1], bias: false },
 ];
 
