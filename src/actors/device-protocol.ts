@@ -1,0 +1,79 @@
+// The messages between the Supervisor (main thread) and a DeviceActor (its worker thread). They cross the thread
+// boundary through the kernel's msgpack codec: plain data, typed arrays (large ones transferred), and
+// SharedArrayBuffers (shared, as the cancel flag is).
+import type { RgbImage } from '../media/image.js';
+
+/** One pipeline call: one output of a job. */
+export interface GenerationRun {
+  prompt: string;
+  negativePrompt: string;
+  width: number;
+  height: number;
+  numFrames: number;
+  numInferenceSteps: number;
+  guidanceScale: number;
+  seed: number;
+  maxSequenceLength?: number;
+  /** Image-to-image: the input, already at width x height. */
+  image?: RgbImage;
+  strength?: number;
+}
+
+/** Test-only fault injection (honoured only by a DeviceActor started with faults allowed). */
+export interface DeviceFault {
+  /** `exit`: the thread exits (as a native abort would end it); `throw`: the pipeline throws (a crash). */
+  kind: 'exit' | 'throw';
+  /** After this denoising step (1-based) of the first run. */
+  atStep: number;
+}
+
+export type DeviceRequest =
+  | {
+    type: 'generate';
+    jobId: string;
+    runs: GenerationRun[];
+    /** Int32Array(1) over it: set to 1 by the Supervisor to cancel between steps. */
+    cancel: SharedArrayBuffer;
+    fault?: DeviceFault;
+  }
+  | { type: 'lora'; op: LoraOperation };
+
+export type LoraOperation =
+  | { op: 'set'; entries: { nickname: string; path: string | null; target: string; strength: number; alpha?: number }[] }
+  | { op: 'merge'; target: string; strength: number }
+  | { op: 'unmerge'; target: string };
+
+export interface GenerateReply {
+  status: 'completed' | 'cancelled';
+  width: number;
+  height: number;
+  /** Frames per run. */
+  frames: number;
+  /** Every run's frames, RGB uint8, [runs * frames, height, width, 3]. */
+  pixels?: Uint8Array;
+  /** Denoising wall time of all runs, seconds. */
+  denoiseSeconds: number;
+  /** Peak device memory of this rank so far (the allocator's high-water mark), bytes. */
+  peakBytes: number;
+}
+
+/** What a LoRA operation answers: the new listing, or the caller's mistake (a LoraError's status/code/param). */
+export type LoraReply =
+  | { ok: true; listing: import('../lora/index.js').LoraListing; warnings: string[] }
+  | { ok: false; status: number; code: string; param: string | null; message: string };
+
+/** What a DeviceActor tells its parent while it works. */
+export type DeviceEvent =
+  | { type: 'progress'; jobId: string; run: number; runs: number; phase: 'encoding_prompt' | 'denoising' | 'decoding'; step: number; total: number; elapsed: number }
+  | { type: 'loaded'; seconds: number; pipelineClass: string };
+
+/** How a DeviceActor is built (its constructor argument, reused on every restart). */
+export interface DeviceActorSpec {
+  modelPath: string;
+  rank: number;
+  backend: 'cpu' | 'cuda';
+  /** CPU threads inside each op (0: all cores). */
+  threads: number;
+  /** Honour `fault` in generate requests (tests only). */
+  allowFaults: boolean;
+}

@@ -1,0 +1,656 @@
+// The Supervisor: the engine behind `sgld serve` and the embedding API (EngineApi of api.ts). It owns the job store,
+// a bounded FIFO of work (jobs and LoRA operations, so a LoRA merge never races a generation), the device rank
+// group (a DeviceActor in its worker thread, supervised by the kernel), the encoder pool, and the progress fan-out.
+//
+// Flow of a job: submit (validate against the model, admit or 429, record, `queued`) -> dispatched when the device
+// is free (`in_progress`, `started`) -> step events from the device (`step`, monotonic progress up to 95,
+// `decoding`) -> the device answers with frames and takes the next item while this job is encoded (`encoding`)
+// and written -> `completed` (progress 100) or `failed` with an error code. A device crash fails only the job it
+// was running; the kernel restarts the device with the model reloaded, and the LoRA state is replayed into it.
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  ActorCrashedError, ActorStoppedError, ActorSystem, RemoteError, WorkerExitedError, consoleLogger,
+  type ActorRef, type LifecycleEvent, type Logger,
+} from '../kernel/index.js';
+import { imageContentType, imageExtension } from '../media/image.js';
+import {
+  ApiError, type EngineApi, type EngineStats, type ImageFormat, type ImageJobParams, type ImageResult, type InputImage,
+  type JobError, type JobEvent, type JobEventListener, type JobKind, type JobOutput, type JobPage, type JobRecord,
+  type ListJobsQuery, type LoraListing, type LoraOpResult, type ModelInfo, type Readiness, type ServerInfo,
+  type SetLoraParams, type VideoJobParams,
+} from './api.js';
+import type { DeviceEvent, DeviceFault, DeviceRequest, GenerateReply, LoraOperation, LoraReply } from './device-protocol.js';
+import { EncoderPool } from './encoder-pool.js';
+import {
+  DEFAULT_MAX_QUEUED_REQUESTS, EMBEDDED_MODEL_DIR, type EngineOptions,
+} from './engine-options.js';
+import { JobEventHub } from './job-events.js';
+import { DEFAULT_LIMITS, type EngineLimits, type JobPlan, planImageJob, planVideoJob } from './job-plan.js';
+import { JobStore } from './job-store.js';
+import { type ModelProfile, readModelProfile } from './model-profile.js';
+import { type ParallelLayout, describeLayout, resolveParallelLayout } from './parallel-layout.js';
+import { RankGroup } from './rank-group.js';
+
+const VERSION = (JSON.parse(readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
+
+/** Progress reserved for encoding and writing: denoising fills 0..95 (spec 5.5's example). */
+const DENOISE_PROGRESS = 95;
+
+/** A job between submission and its end, with what only the engine needs. */
+interface LiveJob {
+  id: string;
+  kind: JobKind;
+  plan: JobPlan;
+  format: ImageFormat | 'mp4';
+  level: number;
+  fps: number | null;
+  /** Int32Array(1) view of the SharedArrayBuffer the device polls between steps. */
+  cancel: Int32Array;
+  fault?: DeviceFault;
+  /** Whether the terminal event (completed / failed) has been emitted. */
+  ended: boolean;
+  decodingReported: boolean;
+  /** Image jobs: the caller's result. */
+  result?: { resolve(r: ImageResult): void; reject(e: unknown): void };
+}
+
+type WorkItem =
+  | { kind: 'job'; id: string }
+  | { kind: 'lora'; op: LoraOperation; resolve(listing: LoraListing): void; reject(error: unknown): void }
+  | { kind: 'replay' };
+
+const nowS = (): number => Math.floor(Date.now() / 1000);
+
+export class Supervisor implements EngineApi {
+  readonly profile: ModelProfile;
+  readonly layout: ParallelLayout;
+  readonly #options: EngineOptions;
+  readonly #info: ModelInfo;
+  readonly #server: ServerInfo;
+  readonly #limits: EngineLimits;
+  readonly #maxQueued: number;
+  readonly #log: Logger;
+  readonly #store: JobStore;
+  readonly #events: JobEventHub;
+  readonly #pool: EncoderPool;
+  readonly #system: ActorSystem;
+
+  #state: Readiness = 'loading';
+  #loadError: Error | undefined;
+  #readyWaiters: { resolve(): void; reject(e: Error): void }[] = [];
+  #device: ActorRef<DeviceRequest> | undefined;
+  /** The device loaded the model at least once. */
+  #loaded = false;
+  /** The device can take work now (false from a crash until its restart finished). */
+  #deviceUp = false;
+  /** Settles when the startup LoRA (if any) is merged. */
+  #startup: Promise<unknown> = Promise.resolve();
+  readonly #queue: WorkItem[] = [];
+  #busy = false;
+  #running: string | undefined;
+  readonly #live = new Map<string, LiveJob>();
+  /** Encodes and writes in progress (they run while the device already works on the next item). */
+  readonly #finishing = new Set<Promise<void>>();
+  /** Successful LoRA operations, replayed into a restarted device. */
+  readonly #loraHistory: LoraOperation[] = [];
+  #loraListing: LoraListing = { loaded_adapters: [], active: {} };
+  #peakBytes = 0;
+  /** Running mean of job durations on the device, seconds (for Retry-After). */
+  #meanJobSeconds = 0;
+  #completedCount = 0;
+  #stopping: Promise<void> | undefined;
+
+  /**
+   * Reads the model's configs, checks the parallel layout and opens the job store (all synchronous, so errors
+   * surface here); then starts the device rank and the encoder pool. `ready()` says when the model is loaded.
+   */
+  constructor(options: EngineOptions = {}) {
+    this.#options = options;
+    this.#log = options.logger ?? consoleLogger();
+    const modelPath = options.modelPath ?? EMBEDDED_MODEL_DIR;
+    this.profile = readModelProfile(resolve(modelPath));
+    this.layout = resolveParallelLayout(options);
+    this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.#maxQueued = options.maxQueuedRequests ?? DEFAULT_MAX_QUEUED_REQUESTS;
+    if (!Number.isInteger(this.#maxQueued) || this.#maxQueued < 0) throw new Error(`sgld: max queued requests must be a non-negative integer, got ${this.#maxQueued}`);
+    const backend = options.backend ?? 'cpu';
+    const defaultPrecision = backend === 'cpu' ? 'fp32' : 'bf16';
+    this.#info = {
+      id: options.servedModelName || options.modelId || modelPath,
+      modelPath,
+      numGpus: this.layout.numGpus,
+      tpSize: this.layout.tp,
+      dpSize: this.layout.dp,
+      taskType: this.profile.taskType,
+      ditPrecision: options.ditPrecision ?? defaultPrecision,
+      vaePrecision: options.vaePrecision ?? 'fp32',
+      pipelineName: this.profile.pipelineName,
+      pipelineClass: this.profile.pipelineClass,
+      createdAt: nowS(),
+      supportsLora: true,
+      defaults: {
+        width: this.profile.defaults.width,
+        height: this.profile.defaults.height,
+        numFrames: this.profile.defaults.numFrames,
+        fps: this.profile.defaults.fps,
+        numInferenceSteps: this.profile.defaults.numInferenceSteps,
+        guidanceScale: this.profile.defaults.guidanceScale,
+        negativePrompt: this.profile.defaults.negativePrompt,
+        ...(this.profile.defaults.imageFormat ? { imageFormat: this.profile.defaults.imageFormat } : {}),
+      },
+    };
+    const outputPath = options.outputPath === '' || options.outputPath === null ? null : resolve(options.outputPath ?? 'outputs');
+    const inputSavePath = options.inputSavePath === '' || options.inputSavePath === null ? null : resolve(options.inputSavePath ?? join('inputs', 'uploads'));
+    this.#server = { version: VERSION, outputPath, inputSavePath, cloudStorage: false };
+    const { store, report } = JobStore.open(outputPath);
+    this.#store = store;
+    if (report.interrupted.length > 0) {
+      this.#log.warn('jobs cut off by the previous shutdown are marked failed (server_restarted)', { count: report.interrupted.length, ids: report.interrupted });
+    }
+    this.#events = new JobEventHub((error) => this.#log.error('a job event listener threw', { error }));
+    this.#pool = new EncoderPool(options.encoderThreads !== undefined ? { maxThreads: options.encoderThreads } : {});
+    this.#system = new ActorSystem({ logger: this.#log, askTimeoutMs: 60_000 });
+    if (this.layout.numGpus > 1) {
+      this.#log.warn(`--num-gpus ${this.layout.numGpus} (${describeLayout(this.layout)}) is a valid layout, but sgld runs one rank for now: `
+        + 'the parallel ranks come with the parallelism work; every request runs on rank 0', { numGpus: this.layout.numGpus });
+    }
+    if (options.startupLora) {
+      // Queued before anything else, so the first job already runs with it (spec 6.5).
+      const l = options.startupLora;
+      this.#startup = this.#enqueueLora({ op: 'set', entries: [{ nickname: l.nickname ?? 'default', path: l.path, target: 'all', strength: l.scale ?? 1, ...(l.alpha !== undefined ? { alpha: l.alpha } : {}) }] })
+        .catch((error: unknown) => this.#fail(new Error(`the startup LoRA ${l.path} could not be set: ${(error as Error).message}`)));
+    }
+    this.#startDevice(backend);
+  }
+
+  // ---- EngineApi: facts --------------------------------------------------------------------------------------------
+
+  model(): ModelInfo { return this.#info; }
+  server(): ServerInfo { return this.#server; }
+  readiness(): Readiness { return this.#state; }
+
+  /** Resolves once the model is loaded (and the startup LoRA merged); rejects if that failed. */
+  ready(): Promise<void> {
+    if (this.#state === 'ready') return Promise.resolve();
+    if (this.#state === 'failed') return Promise.reject(this.#loadError ?? new Error('sgld: the engine failed to start'));
+    if (this.#state === 'stopping') return Promise.reject(new Error('sgld: the engine is stopping'));
+    return new Promise((resolve, reject) => this.#readyWaiters.push({ resolve, reject }));
+  }
+
+  /** Why the engine failed, when readiness() is `failed`. */
+  get failure(): Error | undefined { return this.#loadError; }
+
+  stats(): EngineStats {
+    return {
+      queued: this.#queue.filter((w) => w.kind === 'job').length,
+      running: this.#running === undefined ? 0 : 1,
+      jobsByStatus: this.#store.countByStatus(),
+      extra: { 'device_peak_memory_bytes:0': this.#peakBytes },
+    };
+  }
+
+  // ---- EngineApi: jobs -------------------------------------------------------------------------------------------
+
+  async submitImageJob(params: ImageJobParams, options: { signal?: AbortSignal } = {}): Promise<{ id: string; result: Promise<ImageResult> }> {
+    this.#admit();
+    const plan = await planImageJob(this.profile, params, this.#limits);
+    this.#admit(); // again: the resize above awaited
+    const { job, live } = this.#record('image', params, plan, params.format, params.level, null);
+    const result = new Promise<ImageResult>((resolve, reject) => { live.result = { resolve, reject }; });
+    result.catch(() => undefined); // the caller may never await it (e.g. it went away)
+    if (options.signal) {
+      const cancel = (): void => this.#cancel(job.id, 'the client went away');
+      if (options.signal.aborted) cancel();
+      else options.signal.addEventListener('abort', cancel, { once: true });
+    }
+    await this.#saveInputs(job.id, params.inputs);
+    return { id: job.id, result };
+  }
+
+  async submitVideoJob(params: VideoJobParams): Promise<JobRecord> {
+    this.#admit();
+    const plan = planVideoJob(this.profile, params, this.#limits);
+    const { job } = this.#record('video', params, plan, 'mp4', params.level, params.fps);
+    await this.#saveInputs(job.id, params.reference ? [params.reference] : []);
+    return structuredClone(job);
+  }
+
+  async getJob(id: string): Promise<JobRecord | undefined> {
+    const job = this.#store.get(id);
+    return job && structuredClone(job);
+  }
+
+  async listJobs(query: ListJobsQuery): Promise<JobPage> {
+    const page = this.#store.list(query);
+    return { data: page.data.map((j) => structuredClone(j)), hasMore: page.hasMore };
+  }
+
+  async deleteJob(id: string): Promise<JobRecord | undefined> {
+    const job = this.#store.get(id);
+    if (!job) return undefined;
+    const before = structuredClone(job);
+    this.#cancel(id, 'the job was deleted');
+    await this.#store.remove(id);
+    return before;
+  }
+
+  subscribe(listener: JobEventListener, filter?: { jobId?: string }): () => void {
+    return this.#events.subscribe(listener, filter);
+  }
+
+  // ---- EngineApi: LoRA -------------------------------------------------------------------------------------------
+
+  async setLora(params: SetLoraParams): Promise<LoraOpResult> {
+    const mode = params.mergeMode ?? this.#options.loraMergeMode ?? 'auto';
+    if (mode === 'dynamic') {
+      throw ApiError.badRequest('merge_mode "dynamic" is not supported: sgld merges adapters into the weights (use "auto" or "merge")', 'merge_mode', 'unsupported_merge_mode');
+    }
+    await this.#enqueueLora({ op: 'set', entries: params.entries.map((e) => ({ ...e })) });
+    return {};
+  }
+
+  async mergeLora(params: { target: string; strength: number }): Promise<LoraOpResult> {
+    await this.#enqueueLora({ op: 'merge', target: params.target, strength: params.strength });
+    return {};
+  }
+
+  async unmergeLora(params: { target: string }): Promise<LoraOpResult> {
+    await this.#enqueueLora({ op: 'unmerge', target: params.target });
+    return {};
+  }
+
+  /** Answered from the state after the last LoRA operation, so it never waits behind a generation. */
+  async listLoras(): Promise<LoraListing> {
+    return structuredClone(this.#loraListing);
+  }
+
+  // ---- shutdown --------------------------------------------------------------------------------------------------
+
+  /**
+   * Stops accepting work (readiness `stopping`: 503), lets queued and running jobs finish for up to
+   * `drainTimeoutMs`, fails what is left (code `server_shutdown`), stops the device and the encoder pool, and
+   * writes the job index. Idempotent.
+   */
+  stop(options: { drainTimeoutMs?: number } = {}): Promise<void> {
+    this.#stopping ??= this.#stopNow(options.drainTimeoutMs ?? 30_000);
+    return this.#stopping;
+  }
+
+  async #stopNow(drainTimeoutMs: number): Promise<void> {
+    const wasFailed = this.#state === 'failed';
+    this.#state = 'stopping';
+    for (const w of this.#readyWaiters.splice(0)) w.reject(new Error('sgld: the engine is stopping'));
+    if (!wasFailed) await this.#drain(drainTimeoutMs);
+    // What is left when the drain time ran out fails now; the device stops between steps.
+    for (const item of this.#queue.splice(0)) this.#abandon(item, 'server_shutdown', 'The server shut down before this job ran.');
+    for (const live of [...this.#live.values()]) {
+      Atomics.store(live.cancel, 0, 1);
+      this.#failJob(live, 'server_shutdown', 'The server shut down while this job ran.');
+    }
+    await this.#system.stop();
+    await Promise.allSettled([...this.#finishing]);
+    await this.#pool.close();
+    await this.#store.flush();
+  }
+
+  async #drain(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && (this.#queue.length > 0 || this.#busy || this.#finishing.size > 0)) {
+      await new Promise((r) => setTimeout(r, Math.min(50, Math.max(1, deadline - Date.now()))));
+    }
+  }
+
+  // ---- the device ------------------------------------------------------------------------------------------------
+
+  #startDevice(backend: 'cpu' | 'cuda'): void {
+    const spec = {
+      modelPath: resolve(this.#info.modelPath), rank: 0, backend, threads: this.#options.threads ?? 0,
+      allowFaults: this.#options.faultInjection !== undefined,
+    };
+    const supervision = {
+      restart: 'transient' as const, maxRestarts: this.#options.maxDeviceRestarts ?? 5, withinMs: 60_000,
+      backoff: { initialMs: 100, maxMs: 2000 }, stopTimeoutMs: 10_000,
+    };
+    this.#system.spawn('ranks-0', () => new RankGroup(spec, {
+      spawned: (device) => { this.#device = device; },
+      event: (event) => this.#onDeviceEvent(event),
+      lifecycle: (event) => this.#onDeviceLifecycle(event),
+    }, supervision), { restart: 'temporary' });
+  }
+
+  #onDeviceLifecycle(event: LifecycleEvent): void {
+    if (event.type === 'started') {
+      this.#deviceUp = true;
+      if (!this.#loaded) {
+        this.#loaded = true;
+        this.#log.info('model loaded', { model: this.#info.modelPath, pipeline: this.profile.pipelineClass });
+        void this.#startup.then(() => this.#markReady());
+      } else {
+        this.#log.warn('device restarted with the model reloaded', { incarnation: event.incarnation });
+        if (this.#loraHistory.length > 0) this.#queue.unshift({ kind: 'replay' });
+      }
+      this.#pump();
+    } else if (event.type === 'crashed') {
+      this.#deviceUp = false;
+      if (!this.#loaded) {
+        // A model that failed to load once will fail again: no retries.
+        this.#fail(new Error(`the model failed to load: ${event.error.message}`));
+        if (this.#device) void this.#system.stopActor(this.#device);
+      }
+    } else if (event.type === 'stopped' && this.#state !== 'stopping') {
+      this.#fail(new Error(`the device stopped (${event.reason}); no job can run`));
+    }
+  }
+
+  #onDeviceEvent(event: DeviceEvent): void {
+    if (event.type === 'loaded') {
+      this.#log.info('pipeline loaded on rank 0', { seconds: Number(event.seconds.toFixed(2)), pipeline: event.pipelineClass });
+      return;
+    }
+    const live = this.#live.get(event.jobId);
+    const job = this.#store.get(event.jobId);
+    if (!live || !job || live.ended) return;
+    if (event.phase === 'denoising') {
+      const done = event.run * event.total + event.step, all = event.runs * event.total;
+      const perStep = event.step > 0 ? event.elapsed / event.step : 0;
+      const progress = Math.max(job.progress, Math.floor((DENOISE_PROGRESS * done) / all));
+      this.#store.update(job.id, (j) => { j.progress = progress; }, { persist: false });
+      this.#emit(job, { type: 'step', step: done, total: all, eta: event.step > 0 ? perStep * (all - done) : null });
+    } else if (event.phase === 'decoding' && event.run === event.runs - 1 && !live.decodingReported) {
+      live.decodingReported = true;
+      this.#emit(job, { type: 'decoding' });
+    }
+  }
+
+  // ---- admission and records -------------------------------------------------------------------------------------
+
+  /** Throws 503 while not ready and 429 when the queue is full. */
+  #admit(): void {
+    if (this.#state === 'loading') throw ApiError.unavailable('The model is still loading.', 'model_loading');
+    if (this.#state === 'failed') throw ApiError.unavailable('The model failed to load.', 'model_failed');
+    if (this.#state === 'stopping') throw ApiError.unavailable('The server is shutting down.', 'shutting_down');
+    const queued = this.#queue.filter((w) => w.kind === 'job').length;
+    if (queued >= this.#maxQueued) {
+      const waitS = Math.max(1, (queued + 1) * (this.#meanJobSeconds || 5));
+      throw ApiError.queueFull(`The job queue is full (${queued} jobs waiting); retry later.`, waitS);
+    }
+  }
+
+  #record(kind: JobKind, params: ImageJobParams | VideoJobParams, plan: JobPlan, format: ImageFormat | 'mp4', level: number, fps: number | null) {
+    const job: JobRecord = {
+      id: randomUUID(), kind, model: params.model || this.#info.id, prompt: params.prompt,
+      status: 'queued', progress: 0, createdAt: nowS(), startedAt: null, completedAt: null,
+      size: `${plan.width}x${plan.height}`, numFrames: plan.numFrames, fps,
+      seconds: fps === null ? null : String(Math.round(plan.numFrames / fps)),
+      n: plan.n, format, persisted: this.#store.persisted, outputs: [], error: null, peakMemoryMb: null, inferenceTimeS: null,
+    };
+    const fault = this.#options.faultInjection;
+    const live: LiveJob = {
+      id: job.id, kind, plan, format, level, fps, cancel: new Int32Array(new SharedArrayBuffer(4)), ended: false, decodingReported: false,
+      ...(fault && fault.prompt === params.prompt ? { fault: { kind: fault.kind, atStep: fault.atStep ?? 1 } } : {}),
+    };
+    this.#store.add(job);
+    this.#live.set(job.id, live);
+    const position = this.#queue.filter((w) => w.kind === 'job').length + (this.#running ? 1 : 0);
+    this.#queue.push({ kind: 'job', id: job.id });
+    this.#emit(job, { type: 'queued', position });
+    this.#pump();
+    return { job, live };
+  }
+
+  /** Saves inputs as `{job id}_{index}_{file name}` under --input-save-path (spec 3.2). */
+  async #saveInputs(id: string, inputs: readonly InputImage[]): Promise<void> {
+    const dir = this.#server.inputSavePath;
+    if (dir === null || inputs.length === 0) return;
+    try {
+      await mkdir(dir, { recursive: true });
+      await Promise.all(inputs.map((input, i) => {
+        const name = basename(input.filename || `input_${i}`).replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 128);
+        return writeFile(join(dir, `${id}_${i}_${name}`), input.data);
+      }));
+    } catch (error) {
+      this.#log.warn('could not save the inputs of a job', { job: id, error });
+    }
+  }
+
+  /** Cancels a queued job at once, or asks the device to stop a running one between steps. */
+  #cancel(id: string, why: string): void {
+    const live = this.#live.get(id);
+    if (!live || live.ended) return;
+    const at = this.#queue.findIndex((w) => w.kind === 'job' && w.id === id);
+    if (at >= 0) this.#queue.splice(at, 1);
+    else Atomics.store(live.cancel, 0, 1); // running: the device stops before its next step
+    // Its end is reported now; a late answer from the device is ignored.
+    this.#failJob(live, 'cancelled', `Cancelled: ${why}.`);
+  }
+
+  // ---- the work queue --------------------------------------------------------------------------------------------
+
+  #enqueueLora(op: LoraOperation): Promise<LoraListing> {
+    if (this.#state === 'failed') return Promise.reject(ApiError.unavailable('The model failed to load.', 'model_failed'));
+    if (this.#state === 'stopping') return Promise.reject(ApiError.unavailable('The server is shutting down.', 'shutting_down'));
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ kind: 'lora', op, resolve, reject });
+      this.#pump();
+    });
+  }
+
+  /** Takes the next item when the device is free. One item at a time: the rank group runs one job at a time. */
+  #pump(): void {
+    if (this.#busy || !this.#deviceUp || this.#device === undefined) return;
+    const item = this.#queue.shift();
+    if (item === undefined) return;
+    this.#busy = true;
+    const work = item.kind === 'job' ? this.#runJob(item.id) : item.kind === 'lora' ? this.#runLora(item) : this.#replayLora();
+    void work.catch((error: unknown) => this.#log.error('work item failed unexpectedly', { error })).finally(() => {
+      this.#busy = false;
+      this.#pump();
+    });
+  }
+
+  async #runLora(item: Extract<WorkItem, { kind: 'lora' }>): Promise<void> {
+    let reply: LoraReply;
+    try {
+      reply = await this.#device!.ask<LoraReply>({ type: 'lora', op: item.op }, { timeoutMs: Infinity });
+    } catch (error) {
+      this.#noteDeviceError(error);
+      item.reject(new ApiError(500, `The LoRA operation failed on the device: ${describeError(error)}`, { code: 'lora_failed', cause: error }));
+      return;
+    }
+    if (!reply.ok) {
+      item.reject(new ApiError(reply.status, reply.message, { code: reply.code, param: reply.param }));
+      return;
+    }
+    this.#loraHistory.push(item.op);
+    this.#loraListing = reply.listing;
+    for (const warning of reply.warnings) this.#log.warn('LoRA', { warning });
+    item.resolve(reply.listing);
+  }
+
+  /** Brings a restarted device back to the LoRA state it had. */
+  async #replayLora(): Promise<void> {
+    for (const op of this.#loraHistory) {
+      const reply = await this.#device!.ask<LoraReply>({ type: 'lora', op }, { timeoutMs: Infinity }).catch((error: unknown) => {
+        this.#noteDeviceError(error);
+        return { ok: false as const, message: describeError(error) };
+      });
+      if (!reply.ok) this.#log.error('a LoRA operation could not be replayed after a device restart', { op: op.op, message: reply.message });
+      else this.#loraListing = reply.listing;
+    }
+  }
+
+  async #runJob(id: string): Promise<void> {
+    const live = this.#live.get(id);
+    const job = this.#store.get(id);
+    if (!live || !job || live.ended) return;
+    this.#running = id;
+    const t0 = performance.now();
+    this.#store.update(id, (j) => { j.status = 'in_progress'; j.startedAt = nowS(); });
+    this.#emit(job, { type: 'started' });
+    let reply: GenerateReply;
+    try {
+      reply = await this.#device!.ask<GenerateReply>({
+        type: 'generate', jobId: id, runs: live.plan.runs, cancel: live.cancel.buffer as SharedArrayBuffer,
+        ...(live.fault ? { fault: live.fault } : {}),
+      }, { timeoutMs: Infinity });
+    } catch (error) {
+      this.#noteDeviceError(error);
+      const [code, message] = deviceFailure(error);
+      this.#failJob(live, code, message);
+      return;
+    } finally {
+      this.#running = undefined;
+    }
+    this.#noteDuration((performance.now() - t0) / 1000);
+    this.#peakBytes = Math.max(this.#peakBytes, reply.peakBytes);
+    if (reply.status === 'cancelled' || live.ended) {
+      this.#failJob(live, 'cancelled', 'Cancelled.');
+      return;
+    }
+    // The device is free for the next item while this job's outputs are encoded and written.
+    const finishing = this.#finish(live, reply).catch((error: unknown) => {
+      this.#failJob(live, 'encoding_failed', `Encoding the outputs failed: ${describeError(error)}`);
+    });
+    this.#finishing.add(finishing);
+    void finishing.finally(() => this.#finishing.delete(finishing));
+  }
+
+  async #finish(live: LiveJob, reply: GenerateReply): Promise<void> {
+    const job = this.#store.get(live.id);
+    if (!job || live.ended) return;
+    this.#emit(job, { type: 'encoding' });
+    const { width, height, frames } = reply;
+    const perOutput = width * height * 3 * frames;
+    const pixels = reply.pixels!;
+    const outputs: JobOutput[] = [];
+    const images: Uint8Array[] = [];
+    const written: string[] = [];
+    try {
+      for (let i = 0; i < live.plan.n; i++) {
+        const data = pixels.subarray(i * perOutput, (i + 1) * perOutput);
+        let path: string | null = null, bytes: number, contentType: string;
+        if (live.format === 'mp4') {
+          contentType = 'video/mp4';
+          const target = this.#store.persisted ? this.#store.outputFile(live.id, i, live.plan.n, 'mp4') : join(tmpdir(), `sgld-${live.id}_${i}.mp4`);
+          const partial = `${target}.part`;
+          bytes = await this.#pool.encodeVideo({ width, height, frames, data }, partial, { fps: live.fps!, level: live.level });
+          if (this.#store.persisted) {
+            await rename(partial, target);
+            path = target;
+            written.push(target);
+          } else {
+            await rm(partial, { force: true });
+          }
+        } else {
+          contentType = imageContentType(live.format);
+          const encoded = await this.#pool.encodeImage({ width, height, data }, live.format, live.level);
+          bytes = encoded.byteLength;
+          images.push(encoded);
+          if (this.#store.persisted) {
+            path = this.#store.outputFile(live.id, i, live.plan.n, imageExtension(live.format));
+            await writeFile(`${path}.part`, encoded);
+            await rename(`${path}.part`, path);
+            written.push(path);
+          }
+        }
+        outputs.push({ index: i, path, cloudUrl: null, contentType, bytes, width, height });
+      }
+    } catch (error) {
+      await Promise.all(written.map((p) => this.#store.deleteFile(p)));
+      throw error;
+    }
+    if (live.ended || !this.#store.get(live.id)) {
+      // Deleted or cancelled while encoding: nothing of it stays.
+      await Promise.all(written.map((p) => this.#store.deleteFile(p)));
+      return;
+    }
+    const done = this.#store.update(live.id, (j) => {
+      j.status = 'completed';
+      j.progress = 100;
+      j.completedAt = nowS();
+      j.outputs = outputs;
+      j.inferenceTimeS = Number(reply.denoiseSeconds.toFixed(3));
+      j.peakMemoryMb = Number((reply.peakBytes / (1024 * 1024)).toFixed(1));
+    })!;
+    live.ended = true;
+    this.#live.delete(live.id);
+    const snapshot = structuredClone(done);
+    this.#emit(done, { type: 'completed', job: snapshot });
+    live.result?.resolve({ job: snapshot, images, revisedPrompt: done.prompt });
+  }
+
+  // ---- endings ---------------------------------------------------------------------------------------------------
+
+  #failJob(live: LiveJob, code: string, message: string): void {
+    if (live.ended) return;
+    live.ended = true;
+    this.#live.delete(live.id);
+    const error: JobError = { code, message };
+    const job = this.#store.update(live.id, (j) => { j.status = 'failed'; j.error = error; });
+    const event: JobEvent = {
+      type: 'failed', error, id: live.id, kind: live.kind, status: 'failed', progress: job?.progress ?? 0, at: Date.now(),
+    };
+    this.#events.emit(event);
+    live.result?.reject(new ApiError(code === 'cancelled' ? 499 : 500, message, { code }));
+  }
+
+  /** A queued item that will never run. */
+  #abandon(item: WorkItem, code: string, message: string): void {
+    if (item.kind === 'job') {
+      const live = this.#live.get(item.id);
+      if (live) this.#failJob(live, code, message);
+    } else if (item.kind === 'lora') {
+      item.reject(ApiError.unavailable(message, code));
+    }
+  }
+
+  /** The engine cannot serve: readiness `failed`, waiters rejected, queued work abandoned. */
+  #fail(error: Error): void {
+    if (this.#state === 'failed' || this.#state === 'stopping') return;
+    this.#state = 'failed';
+    this.#loadError = error;
+    this.#log.error('the engine cannot serve', { error: error.message });
+    for (const w of this.#readyWaiters.splice(0)) w.reject(error);
+    for (const item of this.#queue.splice(0)) this.#abandon(item, 'model_failed', error.message);
+  }
+
+  #markReady(): void {
+    if (this.#state !== 'loading') return;
+    this.#state = 'ready';
+    for (const w of this.#readyWaiters.splice(0)) w.resolve();
+  }
+
+  #emit(job: JobRecord, event: { type: 'queued'; position: number } | { type: 'started' } | { type: 'step'; step: number; total: number; eta: number | null }
+    | { type: 'decoding' } | { type: 'encoding' } | { type: 'completed'; job: JobRecord }): void {
+    this.#events.emit({ ...event, id: job.id, kind: job.kind, status: job.status, progress: job.progress, at: Date.now() } as JobEvent);
+  }
+
+  /** A crashed device takes no work until its restart reports `started` (the ask fails before that event). */
+  #noteDeviceError(error: unknown): void {
+    if (error instanceof ActorCrashedError) this.#deviceUp = false;
+  }
+
+  #noteDuration(seconds: number): void {
+    this.#completedCount++;
+    this.#meanJobSeconds += (seconds - this.#meanJobSeconds) / Math.min(this.#completedCount, 20);
+  }
+}
+
+/** The job error of a failed device ask: a thread that died, a crash inside the pipeline, or a stopped device. */
+function deviceFailure(error: unknown): [string, string] {
+  const cause = error instanceof ActorCrashedError ? error.cause : error;
+  if (cause instanceof WorkerExitedError) return ['device_crashed', `The device worker died while running this job (${cause.message}); it is being restarted.`];
+  if (error instanceof ActorCrashedError) return ['generation_failed', `Generation failed: ${describeError(cause)}`];
+  if (error instanceof ActorStoppedError) return ['device_unavailable', 'The device stopped before this job finished.'];
+  return ['generation_failed', `Generation failed: ${describeError(error)}`];
+}
+
+function describeError(error: unknown): string {
+  if (error instanceof RemoteError || error instanceof Error) return error.message;
+  return String(error);
+}
