@@ -8,7 +8,7 @@
 // runs along columns). Zero padding is written into the im2col block, never into a padded copy of the input.
 // With enough tiles each thread builds and multiplies its own (sgemm_serial; the block stays in that core's
 // L2); with few, tiles run one after another with the chunk's im2col and GEMM split over all threads.
-// A 1x1x1 convolution with stride 1 and no padding is a plain GEMM on the input.
+// A 1x1x1 convolution with stride 1 and no padding needs no im2col: its tiles multiply the input directly.
 #include "gemm_kernel.h"
 #include "gemm_simd.h"
 
@@ -33,6 +33,7 @@ struct ConvShape {
     int64_t st, sh, sw;            // strides
     int64_t pt, ph, pw;            // leading pads (front, top, left); trailing pads only shape the output
     int64_t to, ho, wo;            // output
+    bool pointwise;                // 1x1x1, stride 1, no pads: the input planes are the im2col rows
     int64_t k() const { return cin * kt * kh * kw; }
     int64_t pixels() const { return ho * wo; }
 };
@@ -95,6 +96,12 @@ void conv_tile(sgld_context_t pool, const ConvShape &s, const ConvTile &tile, co
         for (int64_t co = 0; co < s.cout; ++co) std::fill(c + co * ldc, c + co * ldc + tile.len, 0.0f);
         return;
     }
+    if (s.pointwise) {  // B is the input itself: row ci of frame oz is plane (ni, ci, oz), rows t*h*w apart
+        const float *b = x + (tile.ni * s.cin * s.t + tile.oz) * P + tile.p0;
+        if (pool) sgemm(pool, false, false, s.cout, tile.len, K, 1.0f, weight, K, b, s.t * P, bias ? 1.0f : 0.0f, c, ldc, nullptr, SGLD_ACT_NONE);
+        else sgemm_serial(false, false, s.cout, tile.len, K, 1.0f, weight, K, b, s.t * P, bias ? 1.0f : 0.0f, c, ldc, nullptr, SGLD_ACT_NONE);
+        return;
+    }
     for (int64_t k0 = 0; k0 < K; k0 += kChunkRows) {
         const int64_t kc = std::min(kChunkRows, K - k0);
         const float beta = k0 > 0 || bias ? 1.0f : 0.0f;
@@ -110,7 +117,7 @@ void conv_tile(sgld_context_t pool, const ConvShape &s, const ConvTile &tile, co
     }
 }
 
-bool conv3d_im2col(sgld_context_t ctx, const ConvShape &s, const float *x, const float *weight, const float *bias,
+bool conv3d_tiled(sgld_context_t ctx, const ConvShape &s, const float *x, const float *weight, const float *bias,
                    float *y) {
     const int64_t K = s.k(), P = s.pixels();
     const int64_t rows = std::max<int64_t>(1, std::min(K, kChunkRows));
@@ -126,33 +133,18 @@ bool conv3d_im2col(sgld_context_t ctx, const ConvShape &s, const float *x, const
     if (tiles % threads == 0 || tiles >= 4 * threads) {
         std::atomic<bool> ok{true};
         ctx->pool.run(tiles, [&](int64_t ti) {
-            float *col = tls_im2col.get(size_t(rows * width));
-            if (!col) { ok.store(false); return; }
+            float *col = s.pointwise ? nullptr : tls_im2col.get(size_t(rows * width));
+            if (!s.pointwise && !col) { ok.store(false); return; }
             try {
                 conv_tile(nullptr, s, tile_at(ti), x, weight, bias, y, col);
             } catch (const std::bad_alloc &) { ok.store(false); }
         });
         return ok.load();
     }
-    float *col = tls_im2col.get(size_t(rows * width));
-    if (!col) return false;
+    float *col = s.pointwise ? nullptr : tls_im2col.get(size_t(rows * width));
+    if (!s.pointwise && !col) return false;
     for (int64_t ti = 0; ti < tiles; ++ti) conv_tile(ctx, s, tile_at(ti), x, weight, bias, y, col);
     return true;
-}
-
-// 1x1x1, stride 1, no padding: Y[ni] (c_out x THW) = W (c_out x c_in) @ X[ni] (c_in x THW).
-void conv3d_pointwise(sgld_context_t ctx, const ConvShape &s, const float *x, const float *weight, const float *bias,
-                      float *y) {
-    const int64_t spatial = s.t * s.h * s.w;
-    for (int64_t ni = 0; ni < s.n; ++ni) {
-        float *c = y + ni * s.cout * spatial;
-        if (bias) {
-            parallel_for(ctx, s.cout, std::max<int64_t>(1, (int64_t(1) << 15) / spatial),
-                         [&](int64_t c0, int64_t c1) { prefill_bias(bias + c0, c1 - c0, c + c0 * spatial, spatial, spatial); });
-        }
-        sgemm(ctx, false, false, s.cout, spatial, s.cin, 1.0f, weight, s.cin, x + ni * s.cin * spatial, spatial,
-              bias ? 1.0f : 0.0f, c, spatial, nullptr, SGLD_ACT_NONE);
-    }
 }
 
 sgld_status conv3d_checked(sgld_context_t ctx, const char *op, int32_t dtype, int64_t n, int64_t c_in, int64_t t,
@@ -169,7 +161,9 @@ sgld_status conv3d_checked(sgld_context_t ctx, const char *op, int32_t dtype, in
         if (stride[i] < 1) return fail(SGLD_ERR_INVALID, "%s: strides[%d] = %lld must be >= 1", op, i, (long long)stride[i]);
     for (int i = 0; i < 6; ++i)
         if (pad[i] < 0) return fail(SGLD_ERR_INVALID, "%s: pads[%d] = %lld is negative", op, i, (long long)pad[i]);
-    ConvShape s{n, c_in, t, h, w, c_out, kt, kh, kw, stride[0], stride[1], stride[2], pad[0], pad[2], pad[4], 0, 0, 0};
+    const bool pointwise = kt == 1 && kh == 1 && kw == 1 && stride[0] == 1 && stride[1] == 1 && stride[2] == 1 &&
+                           std::all_of(pad, pad + 6, [](int64_t p) { return p == 0; });
+    ConvShape s{n, c_in, t, h, w, c_out, kt, kh, kw, stride[0], stride[1], stride[2], pad[0], pad[2], pad[4], 0, 0, 0, pointwise};
     const int64_t tp = t + pad[0] + pad[1], hp = h + pad[2] + pad[3], wp = w + pad[4] + pad[5];
     if (tp < kt || hp < kh || wp < kw)
         return fail(SGLD_ERR_INVALID, "%s: padded input %lldx%lldx%lld is smaller than the kernel %lldx%lldx%lld", op,
@@ -187,10 +181,7 @@ sgld_status conv3d_checked(sgld_context_t ctx, const char *op, int32_t dtype, in
     const float *X = static_cast<const float *>(x), *W = static_cast<const float *>(weight), *B = static_cast<const float *>(bias);
     float *Y = static_cast<float *>(y);
     try {
-        const bool pointwise = kt == 1 && kh == 1 && kw == 1 && s.st == 1 && s.sh == 1 && s.sw == 1 &&
-                               std::all_of(pad, pad + 6, [](int64_t p) { return p == 0; });
-        if (pointwise) conv3d_pointwise(ctx, s, X, W, B, Y);
-        else if (!conv3d_im2col(ctx, s, X, W, B, Y)) throw std::bad_alloc();
+        if (!conv3d_tiled(ctx, s, X, W, B, Y)) throw std::bad_alloc();
     } catch (const std::bad_alloc &) {
         return fail(SGLD_ERR_NO_MEMORY, "%s: out of memory for the im2col workspace", op);
     }
