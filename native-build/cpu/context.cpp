@@ -29,7 +29,11 @@ ThreadPool::~ThreadPool() { stop(); }
 void ThreadPool::start(int threads) {
     if (threads < 1) threads = 1;
     quit_ = false;
-    for (int i = 0; i < threads - 1; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+    // Each worker starts from the generation current NOW: a worker whose thread is scheduled only after the
+    // first run() has already bumped the generation must still see that job (else run() waits forever).
+    const uint64_t start_generation = generation_.load();
+    for (int i = 0; i < threads - 1; ++i)
+        workers_.emplace_back([this, start_generation] { worker_loop(start_generation); });
 }
 
 void ThreadPool::stop() {
@@ -49,8 +53,7 @@ void ThreadPool::resize(int threads) {
     start(threads);
 }
 
-void ThreadPool::worker_loop(int) {
-    uint64_t seen = generation_.load();
+void ThreadPool::worker_loop(uint64_t seen) {
     for (;;) {
         // Spin a little: ops arrive back to back during a forward pass.
         int spins = 0;

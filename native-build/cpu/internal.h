@@ -37,7 +37,7 @@ public:
 private:
     void start(int threads);
     void stop();
-    void worker_loop(int index);
+    void worker_loop(uint64_t start_generation);
 
     std::vector<std::thread> workers_;
     std::mutex mutex_;
