@@ -215,9 +215,9 @@ export class Supervisor implements EngineApi {
   async submitVideoJob(params: VideoJobParams): Promise<JobRecord> {
     this.#admit();
     const plan = planVideoJob(this.profile, params, this.#limits);
-    const { job } = this.#record('video', params, plan, 'mp4', params.level, params.fps);
+    const { job, queued } = this.#record('video', params, plan, 'mp4', params.level, params.fps);
     await this.#saveInputs(job.id, params.reference ? [params.reference] : []);
-    return structuredClone(job);
+    return queued;
   }
 
   async getJob(id: string): Promise<JobRecord | undefined> {
@@ -396,11 +396,12 @@ export class Supervisor implements EngineApi {
     };
     this.#store.add(job);
     this.#live.set(job.id, live);
+    const queued = structuredClone(job); // as submitted: the job may start before the caller sees it
     const position = this.#queue.filter((w) => w.kind === 'job').length + (this.#running ? 1 : 0);
     this.#queue.push({ kind: 'job', id: job.id });
     this.#emit(job, { type: 'queued', position });
     this.#pump();
-    return { job, live };
+    return { job, live, queued };
   }
 
   /** Saves inputs as `{job id}_{index}_{file name}` under --input-save-path (spec 3.2). */
