@@ -1,65 +1,9 @@
-// Wan VAE parity cases (wan-tiny manifest: vae/decode, vae/encode) against diffusers v0.36.0 AutoencoderKLWan.
+// Wan VAE parity cases (wan-tiny: vae/decode, vae/encode) against diffusers v0.36.0 AutoencoderKLWan.
 //   vae_decode: latents = denormalise(latents_normalized); video = vae.decode(latents)
 //   vae_encode: dist = vae.encode(video); mean, logvar, normalise(mean)
-import { openDiffusersModel } from '../../../src/checkpoint/diffusers.js';
 import { AutoencoderKLWan } from '../../../src/models/wan/vae.js';
-import { Device } from '../../../src/runtime/device.js';
-import { fromFloat32 } from '../../../src/runtime/ops.js';
-import { scoped } from '../../../src/runtime/tensor.js';
-import type { CaseContext, CaseOutput, FamilyHandlers, ParityCase } from '../types.js';
+import type { FamilyHandlers } from '../types.js';
+import { vaeCaseHandlers } from '../vae-cases.js';
 
 export const family = 'WanPipeline';
-
-/** Runs `fn` with the set's VAE on a fresh CPU device, closing everything afterwards. */
-function withVae<T>(ctx: CaseContext, fn: (vae: AutoencoderKLWan, device: Device) => T): T {
-  if (!ctx.modelDir) throw new Error('the fixture set has no model folder');
-  const model = openDiffusersModel(ctx.modelDir);
-  const device = new Device({ backend: 'cpu' });
-  try {
-    const vae = AutoencoderKLWan.fromDiffusers(device, model);
-    try {
-      return fn(vae, device);
-    } finally {
-      vae.free();
-    }
-  } finally {
-    device.close();
-    model.close();
-  }
-}
-
-/** The case's input tensor `name` on the device, with its manifest shape. */
-function input(c: ParityCase, ctx: CaseContext, device: Device, name: string) {
-  const spec = c.inputs.find((i) => i.name === name);
-  if (!spec) throw new Error(`case ${c.id} has no input ${name}`);
-  return fromFloat32(device, ctx.goldens.readFloat32(name), spec.shape);
-}
-
-function outputName(c: ParityCase, suffix: string): string {
-  const spec = c.outputs.find((o) => o.name.endsWith(suffix));
-  if (!spec) throw new Error(`case ${c.id} has no output ending in ${suffix}`);
-  return spec.name;
-}
-
-export const handlers: FamilyHandlers = {
-  vae_decode: (c, ctx) => withVae(ctx, (vae, device): CaseOutput[] => {
-    const out: CaseOutput[] = [];
-    scoped(() => {
-      const latents = vae.denormalizeLatents(input(c, ctx, device, c.inputs[0]!.name));
-      out.push({ name: outputName(c, '_latents'), values: latents.toFloat32Array() });
-      out.push({ name: outputName(c, '_video'), values: vae.decode(latents).toFloat32Array() });
-    });
-    return out;
-  }),
-
-  vae_encode: (c, ctx) => withVae(ctx, (vae, device): CaseOutput[] => {
-    const out: CaseOutput[] = [];
-    scoped(() => {
-      const { mean, logvar } = vae.encode(input(c, ctx, device, c.inputs[0]!.name));
-      out.push({ name: outputName(c, '_mean'), values: mean.toFloat32Array() });
-      out.push({ name: outputName(c, '_logvar'), values: logvar.toFloat32Array() });
-      out.push({ name: outputName(c, '_mean_normalized'), values: vae.normalizeLatents(mean).toFloat32Array() });
-    });
-    return out;
-  }),
-};
+export const handlers: FamilyHandlers = vaeCaseHandlers((device, model) => AutoencoderKLWan.fromDiffusers(device, model));
