@@ -2,6 +2,7 @@
 // a Wan-VAE-like conv3d, each with 1 and 2 threads. Run: `npm run bench:ops` (about 40 s on 2 idle cores).
 // Each figure is the best of a few timed calls after one warm-up call.
 import koffi from 'koffi';
+import { availableParallelism, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Device } from '../src/runtime/device.js';
 import { NativeDType, type Ptr } from '../src/runtime/native.js';
@@ -61,6 +62,7 @@ function printTable(): void {
 }
 
 const blas = loadOpenBlas();
+const loadBefore = loadavg()[0]!;  // other work on the machine, measured before ours starts
 // One context per thread count, created before its uploads (not resized between calls).
 const results: { key: number; cells: string[] }[] = [];
 const shapesSeen: string[] = GEMM_SHAPES.map(([m, n, k]) => `${m} x ${n} x ${k}`);  // GEMM rows first
@@ -135,5 +137,7 @@ function benchConv3d(device: Device, threads: number): void {
 }
 
 printTable();
+if (loadBefore > 0.5)
+  console.log(`note: load average ${loadBefore.toFixed(1)} on ${availableParallelism()} cores before starting: other processes share the cores, so these figures are low`);
 if (!blas) console.log('OpenBLAS: not installed (apt-get install libopenblas-dev to compare)');
 else console.log(`OpenBLAS: libopenblas.so.0, OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'}`);
