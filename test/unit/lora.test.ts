@@ -7,12 +7,13 @@
 // of values in [-1, 1]: a few ulps); bf16 weights within half a bf16 ulp of the reference (2^-8 relative) plus
 // 1e-6, i.e. one rounding of the fp32 result. Folded matrices and unmerged weights must be exact.
 import t, { type Test } from 'tap';
-import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type SafetensorsDType, writeSafetensors } from '../../src/checkpoint/safetensors.js';
 import {
-  LoraError, LoraManager, type LoraLayer, type LoraModuleWeights, alphaFoldFactors, loadLoraFile, wanFamily, zimageFamily,
+  LoraError, LoraManager, type LoraLayer, type LoraModuleWeights, alphaFoldFactors, loadLoraFile, resolveLoraFile, wanFamily,
+  zimageFamily,
 } from '../../src/lora/index.js';
 import { roundToBf16, roundToF16 } from '../../src/lora/float-rounding.js';
 import { unflattenKohyaName } from '../../src/lora/families/family.js';
@@ -499,4 +500,35 @@ t.test('merge_lora_weights without a set adapter is 409; targets resolve to exis
   throwsLora(t, () => manager.set([{ nickname: 'a', strength: Number.NaN }]), 'invalid_argument', /finite/, 'NaN strength');
   throwsLora(t, () => manager.set([{ nickname: 'a', strength: 1 }, { nickname: 'a', strength: 2 }]), 'invalid_argument',
     /listed twice/, 'one adapter twice in a module');
+});
+
+t.test('paths: a folder with diffusers\' weight name or one file, a repo in the local hub cache, pickles refused', async (t) => {
+  const tensors = { 'transformer.blocks.0.attn1.to_q.lora_A.weight': bf16([2, 6]), 'transformer.blocks.0.attn1.to_q.lora_B.weight': bf16([8, 2]) };
+  const folder = join(tmp, 'folder');
+  mkdirSync(folder);
+  renameSync(writeLora(tensors), join(folder, 'pytorch_lora_weights.safetensors'));
+  renameSync(writeLora(tensors), join(folder, 'other.safetensors'));
+  t.equal(resolveLoraFile(folder), join(folder, 'pytorch_lora_weights.safetensors'), "diffusers' file name wins");
+  unlinkSync(join(folder, 'pytorch_lora_weights.safetensors'));
+  t.equal(resolveLoraFile(folder), join(folder, 'other.safetensors'), 'the only .safetensors file');
+  renameSync(writeLora(tensors), join(folder, 'third.safetensors'));
+  throwsLora(t, () => resolveLoraFile(folder), 'lora_load_failed', /several \.safetensors files/, 'ambiguous folder');
+
+  const hub = join(tmp, 'hub');
+  const snapshot = join(hub, 'models--someone--style-lora', 'snapshots', 'abc123');
+  mkdirSync(snapshot, { recursive: true });
+  mkdirSync(join(hub, 'models--someone--style-lora', 'refs'));
+  writeFileSync(join(hub, 'models--someone--style-lora', 'refs', 'main'), 'abc123\n');
+  renameSync(writeLora(tensors), join(snapshot, 'style.safetensors'));
+  const saved = process.env.HF_HUB_CACHE;
+  process.env.HF_HUB_CACHE = hub;
+  try {
+    t.equal(resolveLoraFile('someone/style-lora'), join(snapshot, 'style.safetensors'), 'repo id from the hub cache (refs/main)');
+    throwsLora(t, () => resolveLoraFile('someone/not-cached'), 'lora_load_failed', /does not download/, 'repo not in the cache');
+  } finally {
+    if (saved === undefined) delete process.env.HF_HUB_CACHE; else process.env.HF_HUB_CACHE = saved;
+  }
+  const pickle = join(tmp, 'weights.bin');
+  writeFileSync(pickle, 'x');
+  throwsLora(t, () => resolveLoraFile(pickle), 'lora_load_failed', /pickled/, 'pickle refused');
 });
