@@ -128,29 +128,43 @@ bool gemm_small_m(const GemmArgs &g, int64_t m0, int64_t m1, int64_t n0, int64_t
         return true;
     }
     // Row p of B holds op(B)(p, :): stream B's rows in 256-column chunks (contiguous, prefetch-friendly),
-    // accumulating each output row chunk in L1.
+    // accumulating each output row chunk in L1, four rows of B per pass over the chunk (a quarter of the
+    // accumulator loads and stores).
     constexpr int64_t kChunk = 256;
     alignas(32) float acc[kSmallM][kChunk];
     for (int64_t jc = n0; jc < n1; jc += kChunk) {
         const int64_t w = std::min(kChunk, n1 - jc);
         for (int64_t i = 0; i < rows; ++i) std::fill(acc[i], acc[i] + w, 0.0f);
-        for (int64_t p = 0; p < k; ++p) {
-            const float *bp = g.b + p * g.ldb + jc;
+        int64_t p = 0;
 #if SGLD_HAVE_AVX2
-            // Each row segment starts a new page when ldb is large: fetch a few rows ahead ourselves.
-            if (p + 4 < k)
-                for (int64_t j = 0; j < w; j += 16) _mm_prefetch(reinterpret_cast<const char *>(bp + 4 * g.ldb + j), _MM_HINT_T0);
+        for (; p + 4 <= k; p += 4) {
+            const float *b0 = g.b + p * g.ldb + jc, *b1 = b0 + g.ldb, *b2 = b1 + g.ldb, *b3 = b2 + g.ldb;
+            // Each row segment starts a new page when ldb is large: fetch the next four rows ourselves.
+            if (p + 8 <= k)
+                for (int64_t j = 0; j < w; j += 16)
+                    for (int q = 4; q < 8; ++q) _mm_prefetch(reinterpret_cast<const char *>(b0 + q * g.ldb + j), _MM_HINT_T0);
+            for (int64_t i = 0; i < rows; ++i) {
+                const float *ai = ar + i * k + p;
+                const __m256 a0 = _mm256_set1_ps(ai[0]), a1 = _mm256_set1_ps(ai[1]);
+                const __m256 a2 = _mm256_set1_ps(ai[2]), a3 = _mm256_set1_ps(ai[3]);
+                float *ci = acc[i];
+                int64_t j = 0;
+                for (; j + 8 <= w; j += 8) {
+                    __m256 x = _mm256_fmadd_ps(a0, _mm256_loadu_ps(b0 + j), _mm256_load_ps(ci + j));
+                    x = _mm256_fmadd_ps(a1, _mm256_loadu_ps(b1 + j), x);
+                    x = _mm256_fmadd_ps(a2, _mm256_loadu_ps(b2 + j), x);
+                    _mm256_store_ps(ci + j, _mm256_fmadd_ps(a3, _mm256_loadu_ps(b3 + j), x));
+                }
+                for (; j < w; ++j) ci[j] += ai[0] * b0[j] + ai[1] * b1[j] + ai[2] * b2[j] + ai[3] * b3[j];
+            }
+        }
 #endif
+        for (; p < k; ++p) {
+            const float *bp = g.b + p * g.ldb + jc;
             for (int64_t i = 0; i < rows; ++i) {
                 const float av = ar[i * k + p];
-                float *ai = acc[i];
-                int64_t j = 0;
-#if SGLD_HAVE_AVX2
-                const __m256 va = _mm256_set1_ps(av);
-                for (; j + 8 <= w; j += 8)
-                    _mm256_store_ps(ai + j, _mm256_fmadd_ps(va, _mm256_loadu_ps(bp + j), _mm256_load_ps(ai + j)));
-#endif
-                for (; j < w; ++j) ai[j] += av * bp[j];
+                float *ci = acc[i];
+                for (int64_t j = 0; j < w; ++j) ci[j] += av * bp[j];
             }
         }
         for (int64_t i = 0; i < rows; ++i)
