@@ -75,7 +75,10 @@ const FOLD_DTYPES: ReadonlySet<string> = new Set(['F32', 'F16', 'BF16', 'F64']);
 function readScalar(source: LoraTensorSource, key: string): number {
   const info = source.info(key);
   if (info.shape.reduce((a, b) => a * b, 1) !== 1) throw new LoraError('lora_load_failed', `${key} should hold one value, has shape [${info.shape.join(', ')}]`);
-  if (info.dtype === 'F64') return new DataView(source.readRaw(key).buffer.slice(0)).getFloat64(0, true);
+  if (info.dtype === 'F64') {
+    const raw = source.readRaw(key);
+    return new DataView(raw.buffer, raw.byteOffset, raw.byteLength).getFloat64(0, true);
+  }
   const v = source.readFloat32(key)[0]!;
   if (!Number.isFinite(v)) throw new LoraError('lora_load_failed', `${key} is not a finite number`);
   return v;
