@@ -48,10 +48,12 @@ export interface EngineOptions extends ParallelFlags {
   /** Where the kernel's and the engine's structured logs go (default: JSON lines on stderr). */
   logger?: Logger;
   /**
-   * Test-only fault injection: a job whose prompt is exactly `prompt` makes its DeviceActor fail after denoising
-   * step `atStep` (default 1) of its first output.
+   * Test-only fault injection: a job whose prompt is exactly a rule's `prompt` makes its DeviceActor fail the rule's
+   * way after denoising step `atStep` (default 1) of its first output. Without rules the device ignores faults.
    */
-  faultInjection?: { prompt: string } & Partial<DeviceFault> & Pick<DeviceFault, 'kind'>;
+  faultInjection?: FaultRule[];
 }
+
+export interface FaultRule { prompt: string; kind: DeviceFault['kind']; atStep?: number }
 
 export const DEFAULT_MAX_QUEUED_REQUESTS = 64;

@@ -310,7 +310,7 @@ export class Supervisor implements EngineApi {
   #startDevice(backend: 'cpu' | 'cuda'): void {
     const spec = {
       modelPath: resolve(this.#info.modelPath), rank: 0, backend, threads: this.#options.threads ?? 0,
-      allowFaults: this.#options.faultInjection !== undefined,
+      allowFaults: (this.#options.faultInjection?.length ?? 0) > 0,
     };
     const supervision = {
       restart: 'transient' as const, maxRestarts: this.#options.maxDeviceRestarts ?? 5, withinMs: 60_000,
@@ -389,10 +389,10 @@ export class Supervisor implements EngineApi {
       seconds: fps === null ? null : String(Math.round(plan.numFrames / fps)),
       n: plan.n, format, persisted: this.#store.persisted, outputs: [], error: null, peakMemoryMb: null, inferenceTimeS: null,
     };
-    const fault = this.#options.faultInjection;
+    const fault = this.#options.faultInjection?.find((rule) => rule.prompt === params.prompt);
     const live: LiveJob = {
       id: job.id, kind, plan, format, level, fps, cancel: new Int32Array(new SharedArrayBuffer(4)), ended: false, decodingReported: false,
-      ...(fault && fault.prompt === params.prompt ? { fault: { kind: fault.kind, atStep: fault.atStep ?? 1 } } : {}),
+      ...(fault ? { fault: { kind: fault.kind, atStep: fault.atStep ?? 1 } } : {}),
     };
     this.#store.add(job);
     this.#live.set(job.id, live);
