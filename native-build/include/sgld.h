@@ -93,6 +93,8 @@ sgld_status  sgld_copy_strided    (sgld_context_t ctx, int32_t ndim, const int64
 /* Contiguous conversion between F32 / F16 / BF16 (round to nearest even). */
 sgld_status  sgld_convert         (sgld_context_t ctx, int64_t n, int32_t src_dtype, const void *src,
                                    int32_t dst_dtype, void *dst);
+/* Float dtypes round `value` through fp32 (as torch's fill_); integer dtypes truncate it and refuse values out of
+ * their range or NaN (SGLD_ERR_INVALID). */
 sgld_status  sgld_fill            (sgld_context_t ctx, int32_t dtype, int64_t n, void *dst, double value);
 
 /* ---- GEMM ------------------------------------------------------------------------------------------------ */
@@ -143,7 +145,7 @@ sgld_status  sgld_attention_merge (sgld_context_t ctx, int32_t dtype,
                                    void *out_acc, const int64_t *acc_strides, float *lse_acc,
                                    const void *out_part, const int64_t *part_strides, const float *lse_part);
 
-/* ---- normalisation (fp32 statistics) --------------------------------------------------------------------- */
+/* ---- normalisation (fp32 statistics; y may alias x) ------------------------------------------------------ */
 /* LayerNorm over the last dim of [rows, dim] (row stride = dim); weight/bias (length dim) may be NULL. */
 sgld_status  sgld_layer_norm      (sgld_context_t ctx, int32_t dtype, int64_t rows, int64_t dim,
                                    const void *x, void *y, const void *weight, const void *bias, float eps);
