@@ -155,7 +155,10 @@ bool gemm_small_m(const GemmArgs &g, int64_t m0, int64_t m1, int64_t n0, int64_t
                     x = _mm256_fmadd_ps(a2, _mm256_loadu_ps(b2 + j), x);
                     _mm256_store_ps(ci + j, _mm256_fmadd_ps(a3, _mm256_loadu_ps(b3 + j), x));
                 }
-                for (; j < w; ++j) ci[j] += ai[0] * b0[j] + ai[1] * b1[j] + ai[2] * b2[j] + ai[3] * b3[j];
+                // The same fused steps as the vector lanes, so a column's result never depends on where a
+                // thread's column range starts.
+                for (; j < w; ++j)
+                    ci[j] = std::fma(ai[3], b3[j], std::fma(ai[2], b2[j], std::fma(ai[1], b1[j], std::fma(ai[0], b0[j], ci[j]))));
             }
         }
 #endif
@@ -164,7 +167,11 @@ bool gemm_small_m(const GemmArgs &g, int64_t m0, int64_t m1, int64_t n0, int64_t
             for (int64_t i = 0; i < rows; ++i) {
                 const float av = ar[i * k + p];
                 float *ci = acc[i];
+#if SGLD_HAVE_AVX2
+                for (int64_t j = 0; j < w; ++j) ci[j] = std::fma(av, bp[j], ci[j]);
+#else
                 for (int64_t j = 0; j < w; ++j) ci[j] += av * bp[j];
+#endif
             }
         }
         for (int64_t i = 0; i < rows; ++i)
