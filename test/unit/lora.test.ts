@@ -42,9 +42,10 @@ function randomValues(n: number, bf16 = true): Float32Array {
   return out;
 }
 
-interface FileTensor { dtype: 'BF16' | 'F32' | 'F16'; shape: number[]; values: Float32Array }
+interface FileTensor { dtype: 'BF16' | 'F32' | 'F16' | 'F64'; shape: number[]; values: Float32Array | Float64Array }
 
-const bf16 = (shape: number[], values = randomValues(shape.reduce((a, b) => a * b, 1))): FileTensor => ({ dtype: 'BF16', shape, values });
+const bf16 = (shape: number[], values = randomValues(shape.reduce((a, b) => a * b, 1))): FileTensor & { values: Float32Array } =>
+  ({ dtype: 'BF16', shape, values });
 const scalar = (v: number): FileTensor => ({ dtype: 'F32', shape: [], values: Float32Array.of(v) });
 
 /** Bits of bf16-exact values (the top half of their float32 bits). */
@@ -62,7 +63,7 @@ function writeLora(tensors: Record<string, FileTensor>, metadata?: Record<string
   const path = join(tmp, `lora-${++fileCount}.safetensors`);
   const out: Record<string, { dtype: SafetensorsDType; shape: number[]; data: ArrayBufferView }> = {};
   for (const [k, v] of Object.entries(tensors)) {
-    out[k] = { dtype: v.dtype, shape: v.shape, data: v.dtype === 'BF16' ? bf16Bits(v.values) : v.values };
+    out[k] = { dtype: v.dtype, shape: v.shape, data: v.dtype === 'BF16' ? bf16Bits(Float32Array.from(v.values)) : v.values };
   }
   writeSafetensors(path, out, metadata);
   return path;
@@ -218,11 +219,12 @@ t.test('PEFT keys without metadata: alpha = rank, per-key .alpha, the caller ove
 
   const path = writeLora({
     'blocks.0.attn1.to_q.lora_A.weight': bf16([4, 6]), 'blocks.0.attn1.to_q.lora_B.weight': bf16([8, 4]),
-    'blocks.0.attn1.to_q.alpha': scalar(2),
+    'blocks.0.attn1.to_q.alpha': { dtype: 'F64', shape: [], values: Float64Array.of(2 + 2 ** -40) },
     'base_model.model.blocks.0.ffn.net.2.lora_A.weight': bf16([2, 12]), 'base_model.model.blocks.0.ffn.net.2.lora_B.weight': bf16([8, 2]),
   });
   const keyed = loadLoraFile(path, wanFamily, { alpha: 6 }).adapter;
-  t.match(layerOf(keyed.layers, 'blocks.0.attn1.to_q'), { rank: 4, alpha: 2, scale: 0.5, alphaSource: 'key' }, 'a bare per-key .alpha is honoured');
+  t.match(layerOf(keyed.layers, 'blocks.0.attn1.to_q'), { rank: 4, alpha: 2 + 2 ** -40, scale: (2 + 2 ** -40) / 4, alphaSource: 'key' },
+    'a bare per-key .alpha is honoured (float64, read exactly)');
   t.match(layerOf(keyed.layers, 'blocks.0.ffn.net.2'), { rank: 2, alpha: 6, scale: 3, alphaSource: 'override' }, 'override where the file has none');
 });
 
