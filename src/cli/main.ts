@@ -17,6 +17,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       case undefined: case '--help': case '-h': case 'help':
         console.log(USAGE);
         return command === undefined ? 2 : 0;
+      case 'serve': return await (await import('./serve.js')).serveCommand(rest);
       case 'serve':
         console.error('sgld: `serve` is not available in this version yet; use `sgld generate`.');
         return 2;
