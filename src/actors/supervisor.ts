@@ -243,6 +243,19 @@ export class Supervisor implements EngineApi {
     return this.#events.subscribe(listener, filter);
   }
 
+  /** Resolves with the job's record once it completed or failed (undefined if it is unknown or was deleted). */
+  waitForJob(id: string): Promise<JobRecord | undefined> {
+    const job = this.#store.get(id);
+    if (!job || job.status === 'completed' || job.status === 'failed') return Promise.resolve(job && structuredClone(job));
+    return new Promise((resolve) => {
+      const stop = this.subscribe((e) => {
+        if (e.type !== 'completed' && e.type !== 'failed') return;
+        stop();
+        resolve(this.getJob(id));
+      }, { jobId: id });
+    });
+  }
+
   // ---- EngineApi: LoRA -------------------------------------------------------------------------------------------
 
   async setLora(params: SetLoraParams): Promise<LoraOpResult> {

@@ -97,6 +97,10 @@ const ACCEPTED: Record<string, FlagSpec> = {
 
 export const SERVE_FLAGS: Record<string, FlagSpec> = { ...ACTIVE, ...ACCEPTED };
 
+/** The help text: what acts, then what is only accepted. */
+export const serveHelp = (format: (specs: Record<string, FlagSpec>) => string): string =>
+  `${format(ACTIVE)}\n\nAccepted for SGLang compatibility, no effect in sgld:\n${format(ACCEPTED)}`;
+
 /** The given flags that sgld accepts but ignores, as `--name`. */
 export function ignoredFlags(values: FlagValues): string[] {
   return Object.keys(ACCEPTED).filter((name) => values[flagKey(name)] !== undefined).map((name) => `--${name}`);

@@ -15,7 +15,7 @@ import { loadNativeLibrary } from '../runtime/native.js';
 import { type FlagValues, UsageError, formatFlags, parseFlags } from './args.js';
 import { ProgressBar } from './progress.js';
 import { configFileArgs } from './serve-config.js';
-import { PRECISIONS, SERVE_FLAGS, choice, ignoredFlags } from './serve-flags.js';
+import { PRECISIONS, SERVE_FLAGS, choice, ignoredFlags, serveHelp } from './serve-flags.js';
 
 const USAGE = 'Usage: sgld serve [--model-path DIR] [options]';
 
@@ -94,8 +94,8 @@ function serveConfig(v: FlagValues): ServeConfig {
     ...(modelPath !== undefined ? { modelPath } : {}),
     ...(str('modelId') ? { modelId: str('modelId') } : {}),
     ...(str('servedModelName') ? { servedModelName: str('servedModelName') } : {}),
-    outputPath: str('outputPath') ?? null,
-    inputSavePath: str('inputSavePath') ?? null,
+    outputPath: str('outputPath') || null, // "" disables persistence
+    inputSavePath: str('inputSavePath') || null,
     backend,
     threads,
     maxQueuedRequests: maxQueued,
@@ -192,7 +192,7 @@ export async function startServe(config: ServeConfig, logger: Logger = consoleLo
 export async function serveCommand(argv: readonly string[]): Promise<number> {
   const parsed = parseServeArgs(argv);
   if (parsed === 'help') {
-    console.log(`${USAGE}\n\n${formatFlags(SERVE_FLAGS)}`);
+    console.log(`${USAGE}\n\n${serveHelp(formatFlags)}`);
     return 0;
   }
   const bar = new ProgressBar(process.stderr);
