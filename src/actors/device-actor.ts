@@ -21,11 +21,11 @@ export default class DeviceActor implements Actor<DeviceRequest> {
 
   constructor(private readonly spec: DeviceActorSpec) {}
 
-  preStart(ctx: ActorContext<DeviceRequest>): void {
+  async preStart(ctx: ActorContext<DeviceRequest>): Promise<void> {
     const t0 = performance.now();
     this.device = new Device({ backend: this.spec.backend, index: this.spec.backend === 'cuda' ? this.spec.rank : 0, threads: this.spec.threads });
     try {
-      this.pipeline = loadPipeline(this.spec.modelPath, this.device);
+      this.pipeline = await loadPipeline(this.spec.modelPath, this.device);
     } catch (e) {
       this.device.close();
       this.device = undefined;

@@ -4,9 +4,8 @@
 import type { LoraModuleName } from '../lora/index.js';
 import type { LoraModuleWeights } from '../lora/merge.js';
 import { type FloatFrames, type ProgressCallback } from '../pipelines/types.js';
-import { wanImageToImage } from '../pipelines/wan/image-to-image.js';
-import { WanPipeline } from '../pipelines/wan/pipeline.js';
-import { ZImagePipeline } from '../pipelines/zimage/pipeline.js';
+import type { WanPipeline } from '../pipelines/wan/pipeline.js';
+import type { ZImagePipeline } from '../pipelines/zimage/pipeline.js';
 import type { Device } from '../runtime/device.js';
 import type { GenerationRun } from './device-protocol.js';
 import { readModelProfile } from './model-profile.js';
@@ -25,13 +24,18 @@ export interface LoadedPipeline {
   dispose(): void;
 }
 
-/** Loads the pipeline of a Diffusers folder onto `device`. */
-export function loadPipeline(dir: string, device: Device): LoadedPipeline {
+/** Loads the pipeline of a Diffusers folder onto `device`; only that family's code is imported. */
+export async function loadPipeline(dir: string, device: Device): Promise<LoadedPipeline> {
   const { family } = readModelProfile(dir);
-  return family === 'wan' ? wanPipeline(WanPipeline.load(dir, { device })) : zImagePipeline(ZImagePipeline.load(dir, { device }));
+  if (family === 'wan') {
+    const [{ WanPipeline }, { wanImageToImage }] = await Promise.all([import('../pipelines/wan/pipeline.js'), import('../pipelines/wan/image-to-image.js')]);
+    return wanPipeline(WanPipeline.load(dir, { device }), wanImageToImage);
+  }
+  const { ZImagePipeline } = await import('../pipelines/zimage/pipeline.js');
+  return zImagePipeline(ZImagePipeline.load(dir, { device }));
 }
 
-function wanPipeline(pipe: WanPipeline): LoadedPipeline {
+function wanPipeline(pipe: WanPipeline, imageToImage: typeof import('../pipelines/wan/image-to-image.js').wanImageToImage): LoadedPipeline {
   return {
     pipelineClass: 'WanPipeline',
     loraFamily: 'wan',
@@ -42,7 +46,7 @@ function wanPipeline(pipe: WanPipeline): LoadedPipeline {
         numInferenceSteps: r.numInferenceSteps, guidanceScale: r.guidanceScale, seed: r.seed,
         ...(r.maxSequenceLength !== undefined ? { maxSequenceLength: r.maxSequenceLength } : {}),
       };
-      if (r.image) return wanImageToImage(pipe, { ...common, image: r.image, ...(r.strength !== undefined ? { strength: r.strength } : {}) }, { onProgress, signal });
+      if (r.image) return imageToImage(pipe, { ...common, image: r.image, ...(r.strength !== undefined ? { strength: r.strength } : {}) }, { onProgress, signal });
       return pipe.generate({ ...common, numFrames: r.numFrames }, { onProgress, signal });
     },
     dispose: () => pipe.dispose(),
