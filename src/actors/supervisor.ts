@@ -100,9 +100,9 @@ export class Supervisor implements EngineApi {
   readonly #loraHistory: LoraOperation[] = [];
   #loraListing: LoraListing = { loaded_adapters: [], active: {} };
   #peakBytes = 0;
-  /** Running mean of job durations on the device, seconds (for Retry-After). */
+  /** Running mean of job durations on the device, seconds (for Retry-After), and how many it has seen. */
   #meanJobSeconds = 0;
-  #completedCount = 0;
+  #timedJobs = 0;
   #stopping: Promise<void> | undefined;
 
   /**
@@ -120,6 +120,7 @@ export class Supervisor implements EngineApi {
     if (!Number.isInteger(this.#maxQueued) || this.#maxQueued < 0) throw new Error(`sgld: max queued requests must be a non-negative integer, got ${this.#maxQueued}`);
     const backend = options.backend ?? 'cpu';
     const defaultPrecision = backend === 'cpu' ? 'fp32' : 'bf16';
+    const { strength: _requestOnly, ...defaults } = this.profile.defaults;
     this.#info = {
       id: options.servedModelName || options.modelId || modelPath,
       modelPath,
@@ -133,16 +134,7 @@ export class Supervisor implements EngineApi {
       pipelineClass: this.profile.pipelineClass,
       createdAt: nowS(),
       supportsLora: true,
-      defaults: {
-        width: this.profile.defaults.width,
-        height: this.profile.defaults.height,
-        numFrames: this.profile.defaults.numFrames,
-        fps: this.profile.defaults.fps,
-        numInferenceSteps: this.profile.defaults.numInferenceSteps,
-        guidanceScale: this.profile.defaults.guidanceScale,
-        negativePrompt: this.profile.defaults.negativePrompt,
-        ...(this.profile.defaults.imageFormat ? { imageFormat: this.profile.defaults.imageFormat } : {}),
-      },
+      defaults,
     };
     const outputPath = options.outputPath === '' || options.outputPath === null ? null : resolve(options.outputPath ?? 'outputs');
     const inputSavePath = options.inputSavePath === '' || options.inputSavePath === null ? null : resolve(options.inputSavePath ?? join('inputs', 'uploads'));
@@ -298,7 +290,7 @@ export class Supervisor implements EngineApi {
     const wasFailed = this.#state === 'failed';
     this.#state = 'stopping';
     for (const w of this.#readyWaiters.splice(0)) w.reject(new Error('sgld: the engine is stopping'));
-    if (!wasFailed) await this.#drain(drainTimeoutMs);
+    if (this.#loaded && !wasFailed) await this.#drain(drainTimeoutMs); // before the load nothing was admitted
     // What is left when the drain time ran out fails now; the device stops between steps.
     for (const item of this.#queue.splice(0)) this.#abandon(item, 'server_shutdown', 'The server shut down before this job ran.');
     for (const live of [...this.#live.values()]) {
@@ -650,8 +642,9 @@ export class Supervisor implements EngineApi {
   }
 
   #noteDuration(seconds: number): void {
-    this.#completedCount++;
-    this.#meanJobSeconds += (seconds - this.#meanJobSeconds) / Math.min(this.#completedCount, 20);
+    this.#timedJobs++;
+    // A mean over the last ~20 jobs: later jobs weigh more once 20 were seen.
+    this.#meanJobSeconds += (seconds - this.#meanJobSeconds) / Math.min(this.#timedJobs, 20);
   }
 }
 
