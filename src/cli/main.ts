@@ -5,9 +5,8 @@ import { generateCommand } from './generate.js';
 const USAGE = `Usage: sgld <command> [options]
 
 Commands:
-  generate   one prompt -> an image or video file (sgld generate --help)
-
-The HTTP server (sgld serve) is not available in this version yet.`;
+  serve      the OpenAI-compatible HTTP server (sgld serve --help)
+  generate   one prompt -> an image or video file (sgld generate --help)`;
 
 export async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -17,10 +16,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       case undefined: case '--help': case '-h': case 'help':
         console.log(USAGE);
         return command === undefined ? 2 : 0;
+      // Loaded on demand: `generate` does not need the server's modules (uWS, piscina, prom-client).
       case 'serve': return await (await import('./serve.js')).serveCommand(rest);
-      case 'serve':
-        console.error('sgld: `serve` is not available in this version yet; use `sgld generate`.');
-        return 2;
       default:
         console.error(`sgld: unknown command "${command}"\n\n${USAGE}`);
         return 2;
