@@ -3,7 +3,7 @@
 // latents_mean / latents_std, noised to the first timestep of the schedule shortened by `strength`
 // (get_timesteps: the last int(steps * strength) steps run), then denoised with CFG and decoded like WanPipeline.
 // No begin index is set, as in diffusers: the scheduler finds its step from the timestep.
-import { cat, fromFloat32 } from '../../runtime/ops.js';
+import { fromFloat32 } from '../../runtime/ops.js';
 import { TorchGenerator } from '../../runtime/random.js';
 import { scoped } from '../../runtime/tensor.js';
 import { createScheduler } from '../../schedulers/index.js';
@@ -39,12 +39,7 @@ export async function wanImageToImage(pipe: WanPipeline, req: WanImageToImageReq
   const timesteps = Array.from(scheduler.timesteps).slice(start * scheduler.order);
   if (timesteps.length === 0) throw new Error(`sgld: strength ${strength} leaves no denoising step of ${r.numInferenceSteps}`);
 
-  throwIfAborted(opts.signal);
-  opts.onProgress?.({ phase: 'encoding_prompt', step: 0, total: 1, elapsed: 0 });
-  const text = scoped(() => {
-    const cond = pipe.encodePrompts([r.prompt], r.maxSequenceLength);
-    return r.cfg ? cat([cond, pipe.encodePrompts([r.negativePrompt], r.maxSequenceLength)], 0) : cond;
-  });
+  const text = pipe.promptBatch(r, opts);
   try {
     const imageLatents = scoped(() => {
       const x = fromFloat32(pipe.device, pixelsToVaeInput(image.data, r.height, r.width), [1, 3, 1, r.height, r.width], pipe.vae.dtype);
@@ -62,32 +57,7 @@ export async function wanImageToImage(pipe: WanPipeline, req: WanImageToImageReq
     } finally {
       imageLatents.free();
     }
-
-    const t1 = performance.now();
-    const batch = r.cfg ? 2 : 1;
-    const noisePred = new Float32Array(numel);
-    for (let i = 0; i < timesteps.length; i++) {
-      throwIfAborted(opts.signal);
-      const t = timesteps[i]!;
-      const out = scoped(() => {
-        const x = fromFloat32(pipe.device, latents, r.latentShape);
-        return pipe.transformer.forward(batch === 1 ? x : cat([x, x], 0), new Array(batch).fill(t), text);
-      });
-      const pred = out.toFloat32Array();
-      out.free();
-      if (r.cfg) {
-        // noise_uncond + guidance_scale * (noise_pred - noise_uncond), in float32
-        const g = Math.fround(r.guidanceScale);
-        for (let j = 0; j < numel; j++) {
-          const c = pred[j]!, u = pred[numel + j]!;
-          noisePred[j] = Math.fround(u + Math.fround(g * Math.fround(c - u)));
-        }
-      } else noisePred.set(pred.subarray(0, numel));
-      latents = scheduler.step(noisePred, t, latents, latents);
-      const elapsed = (performance.now() - t1) / 1000;
-      opts.onProgress?.({ phase: 'denoising', step: i + 1, total: timesteps.length, elapsed, eta: (elapsed / (i + 1)) * (timesteps.length - i - 1) });
-      await new Promise<void>((resolve) => setImmediate(resolve)); // let cancellation and messages in
-    }
+    latents = await pipe.denoise(r, scheduler, timesteps, latents, text, opts);
     throwIfAborted(opts.signal);
     return pipe.decode(latents, r, opts.onProgress);
   } finally {

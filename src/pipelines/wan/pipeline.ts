@@ -118,15 +118,7 @@ export class WanPipeline {
     const r = normaliseWanRequest(req, this.geometry);
     const scheduler: FlowScheduler = createScheduler(this.schedulerConfig);
     const t0 = performance.now();
-    throwIfAborted(opts.signal);
-    opts.onProgress?.({ phase: 'encoding_prompt', step: 0, total: 1, elapsed: 0 });
-    // Cond and uncond text go through the transformer as one batch of 2 (same latents, same timestep).
-    const text = scoped(() => {
-      const cond = opts.promptEmbeds ?? this.encodePrompts([r.prompt], r.maxSequenceLength);
-      if (!r.cfg) return opts.promptEmbeds ? cat([cond], 0) : cond;
-      const uncond = opts.negativePromptEmbeds ?? this.encodePrompts([r.negativePrompt], r.maxSequenceLength);
-      return cat([cond, uncond], 0);
-    });
+    const text = this.promptBatch(r, opts);
     const t1 = performance.now();
     try {
       scheduler.setTimesteps(r.numInferenceSteps);
@@ -139,32 +131,7 @@ export class WanPipeline {
       } else {
         latents = new TorchGenerator(r.seed).randn(r.latentShape);
       }
-      const timesteps = Array.from(scheduler.timesteps);
-      const batch = r.cfg ? 2 : 1;
-      const noisePred = new Float32Array(numel);
-      for (let i = 0; i < timesteps.length; i++) {
-        throwIfAborted(opts.signal);
-        const t = timesteps[i]!;
-        const out = scoped(() => {
-          const x = fromFloat32(this.device, latents, r.latentShape);
-          const input = batch === 1 ? x : cat([x, x], 0);
-          return this.transformer.forward(input, new Array(batch).fill(t), text);
-        });
-        const pred = out.toFloat32Array();
-        out.free();
-        const cond = pred.subarray(0, numel);
-        if (r.cfg) {
-          const uncond = pred.subarray(numel, 2 * numel);
-          // diffusers: noise_uncond + guidance_scale * (noise_pred - noise_uncond), in float32
-          const g = Math.fround(r.guidanceScale);
-          for (let j = 0; j < numel; j++) noisePred[j] = Math.fround(uncond[j]! + Math.fround(g * Math.fround(cond[j]! - uncond[j]!)));
-        } else noisePred.set(cond);
-        latents = scheduler.step(noisePred, t, latents, latents);
-        opts.onStepTensors?.(i, { cond: cond.slice(), uncond: r.cfg ? pred.slice(numel) : undefined, latents: latents.slice() });
-        const elapsed = (performance.now() - t1) / 1000;
-        opts.onProgress?.({ phase: 'denoising', step: i + 1, total: timesteps.length, elapsed, eta: (elapsed / (i + 1)) * (timesteps.length - i - 1) });
-        await new Promise<void>((resolve) => setImmediate(resolve)); // let cancellation and messages in
-      }
+      latents = await this.denoise(r, scheduler, Array.from(scheduler.timesteps), latents, text, opts);
       const t2 = performance.now();
       throwIfAborted(opts.signal);
       const frames = this.decode(latents, r, opts.onProgress);
@@ -173,6 +140,57 @@ export class WanPipeline {
     } finally {
       text.free();
     }
+  }
+
+  /**
+   * The text the transformer attends to: the prompt's embeddings, with the negative prompt's as a second batch
+   * item when CFG is on (cond and uncond then run as one batch of 2: same latents, same timestep).
+   */
+  promptBatch(r: NormalisedWanRequest, opts: Pick<WanGenerateOptions, 'promptEmbeds' | 'negativePromptEmbeds' | 'onProgress' | 'signal'> = {}): Tensor {
+    throwIfAborted(opts.signal);
+    opts.onProgress?.({ phase: 'encoding_prompt', step: 0, total: 1, elapsed: 0 });
+    return scoped(() => {
+      const cond = opts.promptEmbeds ?? this.encodePrompts([r.prompt], r.maxSequenceLength);
+      if (!r.cfg) return opts.promptEmbeds ? cat([cond], 0) : cond;
+      const uncond = opts.negativePromptEmbeds ?? this.encodePrompts([r.negativePrompt], r.maxSequenceLength);
+      return cat([cond, uncond], 0);
+    });
+  }
+
+  /**
+   * The denoising loop of diffusers' Wan pipelines from `latents` over `timesteps` (all of the schedule, or its
+   * tail for image-to-image): transformer on cond (+ uncond), guidance, scheduler step; progress per step and
+   * cancellation between steps. Returns the final latents.
+   */
+  async denoise(r: NormalisedWanRequest, scheduler: FlowScheduler, timesteps: readonly number[], latents: Float32Array,
+    text: Tensor, opts: Pick<WanGenerateOptions, 'onProgress' | 'signal' | 'onStepTensors'> = {}): Promise<Float32Array> {
+    const start = performance.now();
+    const numel = latents.length;
+    const batch = r.cfg ? 2 : 1;
+    const noisePred = new Float32Array(numel);
+    for (let i = 0; i < timesteps.length; i++) {
+      throwIfAborted(opts.signal);
+      const t = timesteps[i]!;
+      const out = scoped(() => {
+        const x = fromFloat32(this.device, latents, r.latentShape);
+        return this.transformer.forward(batch === 1 ? x : cat([x, x], 0), new Array(batch).fill(t), text);
+      });
+      const pred = out.toFloat32Array();
+      out.free();
+      const cond = pred.subarray(0, numel);
+      if (r.cfg) {
+        const uncond = pred.subarray(numel, 2 * numel);
+        // diffusers: noise_uncond + guidance_scale * (noise_pred - noise_uncond), in float32
+        const g = Math.fround(r.guidanceScale);
+        for (let j = 0; j < numel; j++) noisePred[j] = Math.fround(uncond[j]! + Math.fround(g * Math.fround(cond[j]! - uncond[j]!)));
+      } else noisePred.set(cond);
+      latents = scheduler.step(noisePred, t, latents, latents);
+      opts.onStepTensors?.(i, { cond: cond.slice(), uncond: r.cfg ? pred.slice(numel) : undefined, latents: latents.slice() });
+      const elapsed = (performance.now() - start) / 1000;
+      opts.onProgress?.({ phase: 'denoising', step: i + 1, total: timesteps.length, elapsed, eta: (elapsed / (i + 1)) * (timesteps.length - i - 1) });
+      await new Promise<void>((resolve) => setImmediate(resolve)); // let cancellation and messages in
+    }
+    return latents;
   }
 
   /** Latents -> frames in [0, 1] as [F, H, W, 3] (diffusers' postprocess_video with output_type "np"). */
