@@ -1,8 +1,9 @@
 // sgld_conv3d, sgld_conv2d and sgld_upsample_nearest on the CPU backend against float64 references written
 // here: Wan VAE's causal 3x3x3 convs (pads {2,0,1,1,1,1}), stride-2 spatial downsampling with asymmetric pads
-// {0,1,0,1}, temporal (3,1,1) stride (2,1,1), 1x1x1 (the direct GEMM path and a strided one), K accumulated in
-// several chunks, tiles that split an output row, a 2-D kernel with every asymmetry, both threading strategies
-// (whole tiles per thread, or one tile shared by all), and argument errors.
+// {0,1,0,1}, temporal (3,1,1) stride (2,1,1), 1x1x1 (plain and strided), K accumulated over several k blocks,
+// output frames whose window reaches into the time padding (those taps are skipped), 16-pixel panels inside a
+// row, at its edges and spanning two rows, a 2-D kernel with every asymmetry, 1 and 2 threads, and argument
+// errors.
 //
 // Tolerance: inputs and weights are uniform in [-1, 1], so an output is a length-K dot product off by a few fp32
 // ulps per term; checks allow |got - want| <= 1e-7 * (K + 16) * (1 + |want|) as the GEMM tests do (measured
@@ -102,6 +103,9 @@ const CONV3D_CASES: ConvCase[] = [
   { ...base, name: '1x1x1 with stride 2 (im2col path)', cin: 5, t: 3, h: 9, w: 8, cout: 6, kt: 1, kh: 1, kw: 1, stride: [2, 2, 2] },
   { ...base, name: 'K = 1080 in 5 chunks, tiles of 256 pixels splitting output rows', cin: 40, t: 2, h: 33, w: 35, cout: 5, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
   { ...base, name: 'kernel wider than the input with big pads, no bias', cin: 3, t: 2, h: 2, w: 3, cout: 4, kt: 2, kh: 3, kw: 5, pads: [1, 2, 2, 1, 3, 1], bias: false },
+  { ...base, name: '540 taps per time offset (2 k blocks each), 16-pixel runs inside and at both edges, c_out 13', cin: 60, t: 3, h: 5, w: 34, cout: 13, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
+  { ...base, name: 'first causal chunk: one frame, two zero frames in front (their taps skipped)', cin: 7, t: 1, h: 4, w: 32, cout: 8, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
+  { ...base, name: 'window past the last frame too (pads {1,2}): only the middle taps exist', cin: 4, t: 1, h: 3, w: 17, cout: 5, kt: 3, kh: 3, kw: 3, pads: [1, 2, 1, 1, 1, 1] },
 ];
 
 t.test('conv3d matches a direct float64 convolution (causal, strided, asymmetric pads, 1x1x1, split tiles)', async (t) => {
@@ -115,7 +119,7 @@ t.test('conv3d matches a direct float64 convolution (causal, strided, asymmetric
 });
 
 t.test('two threads give the same bits as one thread', async (t) => {
-  for (const i of [0, 2, 8]) {
+  for (const i of [0, 2, 8, 10]) {
     const one = runConv(h1, CONV3D_CASES[i]!, 900 + i), two = runConv(h2, CONV3D_CASES[i]!, 900 + i);
     t.ok(one.got.every((v, k) => Object.is(v, two.got[k])), `${CONV3D_CASES[i]!.name}`);
   }
