@@ -300,16 +300,29 @@ export class LoraManager {
     }
     const loaded: string[] = [];
     const warnings = new Set<string>();
-    for (const e of entries) {
-      const r = this.ensureLoaded(e.nickname, e.path, { alpha: e.alpha });
-      if (r.loaded) loaded.push(e.nickname);
-      for (const w of r.adapter.warnings) warnings.add(`${e.nickname}: ${w}`);
+    // What the cache held before this call: a refused set_lora (unreadable or incompatible file) must leave the
+    // cache as it was, so a good adapter cached under the same nickname stays usable.
+    const before = new Map<string, CachedAdapter | undefined>();
+    let plans: { state: ModuleState; list: ActiveAdapter[]; plan: WeightUpdate[] | null }[];
+    try {
+      for (const e of entries) {
+        if (!before.has(e.nickname)) before.set(e.nickname, this.#cache.get(e.nickname));
+        const r = this.ensureLoaded(e.nickname, e.path, { alpha: e.alpha });
+        if (r.loaded) loaded.push(e.nickname);
+        for (const w of r.adapter.warnings) warnings.add(`${e.nickname}: ${w}`);
+      }
+      // Plan every module first so an incompatible adapter fails before any module changes.
+      plans = [...perModule].map(([m, list]) => {
+        const state = this.#state(m);
+        return { state, list, plan: this.#isMerged(state, list) ? null : this.#plan(state, list) };
+      });
+    } catch (err) {
+      for (const [nickname, cached] of before) {
+        if (cached) this.#cache.set(nickname, cached);
+        else this.#cache.delete(nickname);
+      }
+      throw err;
     }
-    // Plan every module first so an incompatible adapter fails before any module changes.
-    const plans = [...perModule].map(([m, list]) => {
-      const state = this.#state(m);
-      return { state, list, plan: this.#isMerged(state, list) ? null : this.#plan(state, list) };
-    });
     const modules = plans.map(({ state, list, plan }) => plan
       ? this.#execute(state, list, plan)
       : { module: state.name, changed: false, weights: 0, restoreMs: 0, backupMs: 0, mergeMs: 0 });
