@@ -16,7 +16,7 @@ import { Device } from '../../../src/runtime/device.js';
 import { fromFloat32 } from '../../../src/runtime/ops.js';
 import { scoped } from '../../../src/runtime/tensor.js';
 import { compareTensors } from '../../helpers/goldens.js';
-import type { CaseContext, CaseOutput, FamilyHandlers, ParityCase } from '../types.js';
+import type { CaseContext, CaseHandler, CaseOutput, FamilyHandlers, ParityCase } from '../types.js';
 
 export const family = 'WanPipeline';
 
@@ -119,20 +119,26 @@ function wanCaseModel(ctx: CaseContext, reference: ParityCase, device: Device): 
   return { model: { weights: transformer.store, forward }, free: () => transformer.free() };
 }
 
-export const handlers: FamilyHandlers = {
-  lora: (c, ctx) => {
+/**
+ * The lora handler of a family: builds its tiny transformer (on a fresh CPU device, freed after the case) from the
+ * reference case, then runs the shared procedure.
+ */
+export function loraCaseHandler(familyKey: 'wan' | 'zimage',
+  build: (ctx: CaseContext, reference: ParityCase, device: Device) => { model: LoraCaseModel; free(): void }): CaseHandler {
+  return (c, ctx) => {
     if (!ctx.modelDir) throw new Error('lora case without a model folder');
     const device = new Device({ backend: 'cpu' });
     try {
-      const { model, free } = wanCaseModel(ctx, referenceCase(c, ctx), device);
+      const { model, free } = build(ctx, referenceCase(c, ctx), device);
       try {
-        return runLoraCase(c, ctx, 'wan', model);
+        return runLoraCase(c, ctx, familyKey, model);
       } finally {
         free();
       }
     } finally {
       device.close();
     }
-  },
-};
+  };
+}
 
+export const handlers: FamilyHandlers = { lora: loraCaseHandler('wan', wanCaseModel) };

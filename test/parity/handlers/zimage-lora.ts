@@ -7,7 +7,7 @@ import { Device } from '../../../src/runtime/device.js';
 import { fromFloat32 } from '../../../src/runtime/ops.js';
 import { type Tensor, scoped } from '../../../src/runtime/tensor.js';
 import type { CaseContext, FamilyHandlers, ParityCase, TensorSpec } from '../types.js';
-import { type LoraCaseModel, referenceCase, runLoraCase } from './wan-lora.js';
+import { type LoraCaseModel, loraCaseHandler } from './wan-lora.js';
 
 export const family = 'ZImagePipeline';
 
@@ -43,19 +43,4 @@ function zimageCaseModel(ctx: CaseContext, reference: ParityCase, device: Device
   return { model: { weights: transformer.store, forward }, free: () => transformer.free() };
 }
 
-export const handlers: FamilyHandlers = {
-  lora: (c, ctx) => {
-    if (!ctx.modelDir) throw new Error('lora case without a model folder');
-    const device = new Device({ backend: 'cpu' });
-    try {
-      const { model, free } = zimageCaseModel(ctx, referenceCase(c, ctx), device);
-      try {
-        return runLoraCase(c, ctx, 'zimage', model);
-      } finally {
-        free();
-      }
-    } finally {
-      device.close();
-    }
-  },
-};
+export const handlers: FamilyHandlers = { lora: loraCaseHandler('zimage', zimageCaseModel) };
