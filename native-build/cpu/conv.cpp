@@ -45,7 +45,8 @@ sgld_status conv3d_checked(sgld_context_t ctx, const char *op, int32_t dtype, in
     const float *X = static_cast<const float *>(x), *W = static_cast<const float *>(weight), *B = static_cast<const float *>(bias);
     float *Y = static_cast<float *>(y);
     try {
-        if (!conv3d_implicit_gemm(ctx, s, X, W, B, Y)) throw std::bad_alloc();
+        if (!conv3d_direct_few_channels(ctx, s, X, W, B, Y) && !conv3d_implicit_gemm(ctx, s, X, W, B, Y))
+            throw std::bad_alloc();
     } catch (const std::bad_alloc &) {
         return fail(SGLD_ERR_NO_MEMORY, "%s: out of memory for the packing workspace", op);
     }

@@ -21,4 +21,10 @@ struct ConvShape {
 bool conv3d_implicit_gemm(sgld_context_t ctx, const ConvShape &s, const float *x, const float *weight,
                           const float *bias, float *y);
 
+// At most this many output channels, a stride-1-in-x convolution runs as a direct register-blocked loop
+// (conv_direct.cpp) instead: too few rows to feed a GEMM micro-tile. Returns false when it does not apply.
+constexpr int64_t kDirectMaxChannels = 3;
+bool conv3d_direct_few_channels(sgld_context_t ctx, const ConvShape &s, const float *x, const float *weight,
+                                const float *bias, float *y);
+
 }  // namespace sgld

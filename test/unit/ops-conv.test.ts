@@ -106,6 +106,8 @@ const CONV3D_CASES: ConvCase[] = [
   { ...base, name: '540 taps per time offset (2 k blocks each), 16-pixel runs inside and at both edges, c_out 13', cin: 60, t: 3, h: 5, w: 34, cout: 13, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
   { ...base, name: 'first causal chunk: one frame, two zero frames in front (their taps skipped)', cin: 7, t: 1, h: 4, w: 32, cout: 8, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
   { ...base, name: 'window past the last frame too (pads {1,2}): only the middle taps exist', cin: 4, t: 1, h: 3, w: 17, cout: 5, kt: 3, kh: 3, kw: 3, pads: [1, 2, 1, 1, 1, 1] },
+  { ...base, name: 'c_out 3 (direct path): causal 3x3x3, 40-pixel rows (a full and a partial 32-pixel group)', cin: 6, t: 3, h: 5, w: 40, cout: 3, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
+  { ...base, name: 'c_out 1 (direct path), no bias, stride (1,2,1), pads {0,0,2,0,0,3}', cin: 5, t: 2, h: 9, w: 33, cout: 1, kt: 1, kh: 3, kw: 2, stride: [1, 2, 1], pads: [0, 0, 2, 0, 0, 3], bias: false },
 ];
 
 t.test('conv3d matches a direct float64 convolution (causal, strided, asymmetric pads, 1x1x1, split tiles)', async (t) => {
@@ -119,7 +121,7 @@ t.test('conv3d matches a direct float64 convolution (causal, strided, asymmetric
 });
 
 t.test('two threads give the same bits as one thread', async (t) => {
-  for (const i of [0, 2, 8, 10]) {
+  for (const i of [0, 2, 8, 10, 13]) {
     const one = runConv(h1, CONV3D_CASES[i]!, 900 + i), two = runConv(h2, CONV3D_CASES[i]!, 900 + i);
     t.ok(one.got.every((v, k) => Object.is(v, two.got[k])), `${CONV3D_CASES[i]!.name}`);
   }
@@ -129,6 +131,7 @@ const base2d = { ...base, t: 1, kt: 1 };
 const CONV2D_CASES: ConvCase[] = [
   { ...base2d, name: '3x3 pads {1,1,1,1}', n: 2, cin: 5, h: 13, w: 10, cout: 6, kh: 3, kw: 3, pads: [0, 0, 1, 1, 1, 1] },
   { ...base2d, name: '3x3 stride 2 pads {0,1,0,1}', n: 2, cin: 4, h: 15, w: 12, cout: 3, kh: 3, kw: 3, stride: [1, 2, 2], pads: [0, 0, 0, 1, 0, 1] },
+  { ...base2d, name: '3x3 to 2 channels (direct path), pads {1,1,1,1}', cin: 4, h: 6, w: 70, cout: 2, kh: 3, kw: 3, pads: [0, 0, 1, 1, 1, 1] },
   { ...base2d, name: '4x2 kernel, stride (2,3), pads {2,0,1,3}', cin: 3, h: 11, w: 14, cout: 5, kh: 4, kw: 2, stride: [1, 2, 3], pads: [0, 0, 2, 0, 1, 3] },
 ];
 
