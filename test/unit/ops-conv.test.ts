@@ -98,7 +98,7 @@ const CONV3D_CASES: ConvCase[] = [
   { ...base, name: 'spatial 3x3 stride 2, pads {0,0,0,1,0,1} (Wan downsample)', n: 2, cin: 4, t: 3, h: 13, w: 16, cout: 5, kt: 1, kh: 3, kw: 3, stride: [1, 2, 2], pads: [0, 0, 0, 1, 0, 1] },
   { ...base, name: 'temporal (3,1,1) stride (2,1,1), no pads (Wan time_conv)', cin: 6, t: 7, h: 5, w: 6, cout: 4, kt: 3, kh: 1, kw: 1, stride: [2, 1, 1] },
   { ...base, name: 'temporal (3,1,1) stride (2,1,1), causal pads {2,0}', cin: 6, t: 6, h: 4, w: 7, cout: 4, kt: 3, kh: 1, kw: 1, stride: [2, 1, 1], pads: [2, 0, 0, 0, 0, 0] },
-  { ...base, name: '1x1x1 (tiles multiply the input directly)', n: 2, cin: 13, t: 3, h: 7, w: 9, cout: 11, kt: 1, kh: 1, kw: 1 },
+  { ...base, name: '1x1x1 (K = input channels only)', n: 2, cin: 13, t: 3, h: 7, w: 9, cout: 11, kt: 1, kh: 1, kw: 1 },
   { ...base, name: '1x1x1 without bias', cin: 8, t: 2, h: 30, w: 41, cout: 3, kt: 1, kh: 1, kw: 1, bias: false },
   { ...base, name: '1x1x1 with stride 2 (im2col path)', cin: 5, t: 3, h: 9, w: 8, cout: 6, kt: 1, kh: 1, kw: 1, stride: [2, 2, 2] },
   { ...base, name: 'K = 1080 in 5 chunks, tiles of 256 pixels splitting output rows', cin: 40, t: 2, h: 33, w: 35, cout: 5, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
