@@ -12,8 +12,6 @@ import { activate64 } from '../helpers/reference-activations.js';
 
 // ---- float64 reference -----------------------------------------------------------------------------------------
 
-/** erf to ~1e-15: Maclaurin series for |x| < 2.5, the erfc continued fraction beyond. */
-
 interface GemmCase {
   m: number; n: number; k: number;
   transA?: boolean; transB?: boolean;
