@@ -12,13 +12,10 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import OpenAI from 'openai';
 import sharp from 'sharp';
 import t, { type Test } from 'tap';
 import type { JobEvent } from '../../src/actors/api.js';
-import { Supervisor } from '../../src/actors/supervisor.js';
-import { consoleLogger } from '../../src/kernel/index.js';
-import { type HttpServer, startHttpServer } from '../../src/http/server.js';
+import { type RunningServer, startApiServer } from '../helpers/api-server.js';
 import { fixtureRoot } from '../helpers/goldens.js';
 
 const WAN = join(fixtureRoot(), 'wan-tiny');
@@ -35,25 +32,7 @@ const PICTURE = { size: '32x32', num_inference_steps: 2, response_format: 'b64_j
 /** Long enough (12 steps of 9 frames, ~0.5 s of denoising here) that a request sent at its start arrives while it is on the device. */
 const VIDEO = { prompt: 'a boat on a lake', size: '32x32', num_frames: 9, num_inference_steps: 12, seed: 11 } as const;
 
-interface Running { engine: Supervisor; server: HttpServer; client: OpenAI; base: string }
-
-/** The real engine on `modelDir` and the HTTP front on 127.0.0.1, a free port; outputs under `outputDir`. */
-async function startServer(modelDir: string, outputDir: string): Promise<Running> {
-  const engine = new Supervisor({
-    modelPath: modelDir, servedModelName: 'sgld/wan-tiny-fixture', outputPath: join(outputDir, 'outputs'),
-    inputSavePath: join(outputDir, 'inputs'), threads: 2, encoderThreads: 1, logger: consoleLogger('error'),
-  });
-  try {
-    await engine.ready();
-  } catch (e) {
-    await engine.stop({ drainTimeoutMs: 0 });
-    throw e;
-  }
-  const server = await startHttpServer(engine, { host: '127.0.0.1', port: 0, logger: { info() {}, warn() {}, error: (m) => console.error(m) } });
-  const base = `http://127.0.0.1:${server.port}`;
-  const client = new OpenAI({ apiKey: 'sk-unused', baseURL: `${base}/v1`, maxRetries: 0, timeout: 120_000 });
-  return { engine, server, client, base };
-}
+type Running = RunningServer;
 
 interface ErrorEnvelope { error: { message: string; type: string; param: string | null; code: string | null }; detail: string }
 interface Answer { status: number; body: Record<string, unknown> }
@@ -64,7 +43,7 @@ if (missing) {
 } else {
   const dir = mkdtempSync(join(tmpdir(), 'sgld-api-lora-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const run = await startServer(MODEL_DIR, dir);
+  const run = await startApiServer(MODEL_DIR, dir, 'sgld/wan-tiny-fixture');
   t.teardown(async () => {
     await run.server.close();
     await run.engine.stop({ drainTimeoutMs: 0 });

@@ -6,12 +6,10 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import OpenAI, { APIError, toFile } from 'openai';
+import { APIError, toFile } from 'openai';
 import sharp from 'sharp';
 import t from 'tap';
-import { Supervisor } from '../../src/actors/supervisor.js';
-import { consoleLogger } from '../../src/kernel/index.js';
-import { type HttpServer, startHttpServer } from '../../src/http/server.js';
+import { type RunningServer, startApiServer } from '../helpers/api-server.js';
 import { fixtureRoot } from '../helpers/goldens.js';
 
 const ZIMAGE = join(fixtureRoot(), 'zimage-tiny');
@@ -22,25 +20,7 @@ const SERVED_NAME = 'sgld/zimage-tiny-fixture';
 /** Small and quick on 2 CPU cores: 32x32 pixels (16-aligned), 2 denoising steps. */
 const FAST = { size: '32x32', num_inference_steps: 2 } as const;
 
-interface Running { engine: Supervisor; server: HttpServer; client: OpenAI; base: string }
-
-/** The real engine on `modelDir` and the HTTP front on 127.0.0.1, a free port; outputs under `outputDir`. */
-async function startServer(modelDir: string, outputDir: string): Promise<Running> {
-  const engine = new Supervisor({
-    modelPath: modelDir, servedModelName: SERVED_NAME, outputPath: join(outputDir, 'outputs'),
-    inputSavePath: join(outputDir, 'inputs'), threads: 2, encoderThreads: 1, logger: consoleLogger('error'),
-  });
-  try {
-    await engine.ready();
-  } catch (e) {
-    await engine.stop({ drainTimeoutMs: 0 });
-    throw e;
-  }
-  const server = await startHttpServer(engine, { host: '127.0.0.1', port: 0, logger: { info() {}, warn() {}, error: (m) => console.error(m) } });
-  const base = `http://127.0.0.1:${server.port}`;
-  const client = new OpenAI({ apiKey: 'sk-unused', baseURL: `${base}/v1`, maxRetries: 0, timeout: 120_000 });
-  return { engine, server, client, base };
-}
+type Running = RunningServer;
 
 /** The SDK error a call throws (it must throw one). */
 async function sdkError(call: Promise<unknown>): Promise<APIError> {
@@ -62,7 +42,7 @@ if (missing) {
 } else {
   const dir = mkdtempSync(join(tmpdir(), 'sgld-api-zimage-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const run = await startServer(MODEL_DIR, dir);
+  const run = await startApiServer(MODEL_DIR, dir, SERVED_NAME);
   t.teardown(async () => {
     await run.server.close();
     await run.engine.stop({ drainTimeoutMs: 0 });
