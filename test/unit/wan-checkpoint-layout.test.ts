@@ -7,7 +7,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { openDiffusersModel } from '../../src/checkpoint/diffusers.js';
-import { type TensorToWrite, writeSafetensors } from '../../src/checkpoint/safetensors.js';
 import { encodeWanPrompt, sequenceLengths, UMT5Encoder, wanPromptEmbeds } from '../../src/models/umt5/index.js';
 import { WanTransformer3DModel } from '../../src/models/wan/transformer.js';
 import { Device } from '../../src/runtime/device.js';
@@ -15,48 +14,26 @@ import { fromFloat32 } from '../../src/runtime/ops.js';
 import { scoped } from '../../src/runtime/tensor.js';
 import { loadManifest } from '../helpers/goldens.js';
 import { randomFloats } from '../helpers/native-harness.js';
+import { type TensorValues, writeShardedBf16 } from '../helpers/synthetic-checkpoint.js';
 
 type Shapes = Record<string, number[]>;
 
-/** float32 -> bfloat16 bits, round to nearest even (what torch's .to(bfloat16) does). */
-function toBf16(values: Float32Array): Uint16Array {
-  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
-  const out = new Uint16Array(values.length);
-  for (let i = 0; i < bits.length; i++) {
-    const b = bits[i]!;
-    out[i] = (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
-  }
-  return out;
-}
-
 /**
- * Writes `shapes` as bf16 tensors sharded over `shards` files named like transformers/diffusers do
- * (`<base>-0000k-of-0000n.safetensors`) plus `<base>.safetensors.index.json`. Norm weights are near 1, the
- * rest small, so a random network stays in a sane range.
+ * Writes `shapes` as bf16 tensors sharded like transformers/diffusers do. Norm weights are near 1, the rest small,
+ * so a random network stays in a sane range.
  */
 function writeSharded(dir: string, base: string, shapes: Shapes, shards: number, seed: number): void {
-  mkdirSync(dir, { recursive: true });
-  const names = Object.keys(shapes).sort();
-  const files = Array.from({ length: shards }, (_, k) => `${base}-${String(k + 1).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`);
-  const weightMap: Record<string, string> = {};
-  let total = 0;
-  const perShard = Math.ceil(names.length / shards);
-  for (let k = 0; k < shards; k++) {
-    const tensors: Record<string, TensorToWrite> = {};
-    for (const name of names.slice(k * perShard, (k + 1) * perShard)) {
-      const shape = shapes[name]!;
-      const n = shape.reduce((a, b) => a * b, 1);
-      const isNorm = /norm[^.]*\.weight$|layer_norm\.weight$/.test(name);
-      const scale = isNorm ? 0.1 : name.includes('relative_attention_bias') || name.includes('scale_shift_table') ? 0.5 : 0.2;
-      const values = randomFloats(n, seed++, scale);
-      if (isNorm) for (let i = 0; i < n; i++) values[i]! += 1;
-      tensors[name] = { dtype: 'BF16', shape, data: toBf16(values) };
-      weightMap[name] = files[k]!;
-      total += n * 2;
-    }
-    writeSafetensors(join(dir, files[k]!), tensors, { format: 'pt' });
+  const tensors: TensorValues = {};
+  for (const name of Object.keys(shapes).sort()) {
+    const shape = shapes[name]!;
+    const n = shape.reduce((a, b) => a * b, 1);
+    const isNorm = /norm[^.]*\.weight$|layer_norm\.weight$/.test(name);
+    const scale = isNorm ? 0.1 : name.includes('relative_attention_bias') || name.includes('scale_shift_table') ? 0.5 : 0.2;
+    const values = randomFloats(n, seed++, scale);
+    if (isNorm) for (let i = 0; i < n; i++) values[i]! += 1;
+    tensors[name] = { shape, values };
   }
-  writeFileSync(join(dir, `${base}.safetensors.index.json`), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2));
+  writeShardedBf16(dir, base, tensors, shards);
 }
 
 /** transformers' UMT5EncoderModel keys (the tied encoder.embed_tokens is saved only as shared.weight). */

@@ -11,7 +11,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { openDiffusersModel } from '../../src/checkpoint/diffusers.js';
-import { type TensorToWrite, writeSafetensors } from '../../src/checkpoint/safetensors.js';
 import { openTensorSource } from '../../src/checkpoint/sharded.js';
 import { encodeZImagePrompt, Qwen3Model } from '../../src/models/qwen3/index.js';
 import { ZImageTransformer2DModel } from '../../src/models/zimage/transformer.js';
@@ -22,20 +21,10 @@ import { fromFloat32 } from '../../src/runtime/ops.js';
 import { scoped } from '../../src/runtime/tensor.js';
 import { loadManifest } from '../helpers/goldens.js';
 import { randomFloats } from '../helpers/native-harness.js';
+import { type TensorValues, writeShardedBf16 } from '../helpers/synthetic-checkpoint.js';
 
 type Shapes = Record<string, number[]>;
-type Values = Record<string, { shape: number[]; values: Float32Array }>;
-
-/** float32 -> bfloat16 bits, round to nearest even (what torch's .to(bfloat16) does). */
-function toBf16(values: Float32Array): Uint16Array {
-  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
-  const out = new Uint16Array(values.length);
-  for (let i = 0; i < bits.length; i++) {
-    const b = bits[i]!;
-    out[i] = (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
-  }
-  return out;
-}
+type Values = TensorValues;
 
 /** Random values for `shapes`: norm weights near 1, pad tokens and the rest small, so the network stays sane. */
 function randomValues(shapes: Shapes, seed: number): Values {
@@ -51,26 +40,6 @@ function randomValues(shapes: Shapes, seed: number): Values {
   return out;
 }
 
-/** Writes bf16 shards `<base>-0000k-of-0000n.safetensors` and `<base>.safetensors.index.json`, as transformers/diffusers do. */
-function writeSharded(dir: string, base: string, tensors: Values, shards: number): void {
-  mkdirSync(dir, { recursive: true });
-  const names = Object.keys(tensors).sort();
-  const files = Array.from({ length: shards }, (_, k) => `${base}-${String(k + 1).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`);
-  const weightMap: Record<string, string> = {};
-  let total = 0;
-  const perShard = Math.ceil(names.length / shards);
-  for (let k = 0; k < shards; k++) {
-    const part: Record<string, TensorToWrite> = {};
-    for (const name of names.slice(k * perShard, (k + 1) * perShard)) {
-      const { shape, values } = tensors[name]!;
-      part[name] = { dtype: 'BF16', shape, data: toBf16(values) };
-      weightMap[name] = files[k]!;
-      total += values.length * 2;
-    }
-    writeSafetensors(join(dir, files[k]!), part, { format: 'pt' });
-  }
-  writeFileSync(join(dir, `${base}.safetensors.index.json`), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2));
-}
 
 interface Qwen3Sizes { vocab_size: number; hidden_size: number; intermediate_size: number; num_hidden_layers: number; num_attention_heads: number; num_key_value_heads: number; head_dim: number }
 
@@ -147,11 +116,11 @@ function writePipeline(dir: string, textPrefix: string): { text: Values; transfo
   const text = randomValues(qwen3Keys(textEncoderConfig, textPrefix), 1000);
   mkdirSync(join(dir, 'text_encoder'));
   writeFileSync(join(dir, 'text_encoder', 'config.json'), JSON.stringify(textEncoderConfig));
-  writeSharded(join(dir, 'text_encoder'), 'model', text, 3);
+  writeShardedBf16(join(dir, 'text_encoder'), 'model', text, 3);
   const transformer = randomValues(zimageKeys(transformerConfig as unknown as ZImageSizes), 2000);
   mkdirSync(join(dir, 'transformer'));
   writeFileSync(join(dir, 'transformer', 'config.json'), JSON.stringify(transformerConfig));
-  writeSharded(join(dir, 'transformer'), 'diffusion_pytorch_model', transformer, 2);
+  writeShardedBf16(join(dir, 'transformer'), 'diffusion_pytorch_model', transformer, 2);
   return { text, transformer };
 }
 
@@ -226,7 +195,7 @@ t.test('Qwen3 grouped-query attention equals multi-head attention with each key/
     mha[name] = { shape: [H * D, hid], values };
   }
   const mhaDir = join(dir, 'text_encoder_mha');
-  writeSharded(mhaDir, 'model', mha, 1);
+  writeShardedBf16(mhaDir, 'model', mha, 1);
   const pipeline = openDiffusersModel(dir);
   const mhaSource = openTensorSource(join(mhaDir, 'model.safetensors.index.json'));
   const te = pipeline.component('text_encoder');
