@@ -9,11 +9,15 @@
 // RMSNorm over all heads (dim = heads * head_dim) before the heads are split.
 import { Activation, add, attention, gatedResidual, layerNorm, modulate, rmsNorm, rope } from '../../runtime/ops.js';
 import type { Tensor } from '../../runtime/tensor.js';
+import type { SequenceParallel } from '../../parallel/sequence-parallel.js';
 import type { WeightStore } from '../weights.js';
 import type { WanTransformerConfig } from './transformer-config.js';
 import { Linear, NormWeights } from './transformer-layers.js';
 
 export interface RopeTensors { cos: Tensor; sin: Tensor }
+
+/** Self-attention over a sequence sharded across ranks: this rank holds a shard of `total` tokens. */
+export interface ShardedSequence { parallel: SequenceParallel; total: number }
 
 export class WanAttention {
   readonly to_q: Linear;
@@ -36,9 +40,10 @@ export class WanAttention {
 
   /**
    * Attention of x [B, S, dim] over `context` [B, L, dim] (x itself for self-attention), RoPE on q and k when
-   * tables are given. Returns to_out's output [B, S, dim].
+   * tables are given (rows for x's tokens). With `sharded`, x is this rank's shard of a longer sequence and
+   * self-attention spans every rank's shard. Returns to_out's output [B, S, dim].
    */
-  forward(x: Tensor, context: Tensor | null, rotary: RopeTensors | null): Tensor {
+  forward(x: Tensor, context: Tensor | null, rotary: RopeTensors | null, sharded?: ShardedSequence): Tensor {
     const { numAttentionHeads: H, attentionHeadDim: D, eps } = this.config;
     const kv = context ?? x;
     const [B, S] = x.shape as [number, number];
@@ -51,7 +56,10 @@ export class WanAttention {
       q = rope(q, rotary.cos, rotary.sin, true);
       k = rope(k, rotary.cos, rotary.sin, true);
     }
-    const out = attention(q, k, v, { scale: 1 / Math.sqrt(D) }).out;
+    const scale = 1 / Math.sqrt(D);
+    const out = sharded && !context
+      ? sharded.parallel.attention(q, k, v, sharded.total, scale)
+      : attention(q, k, v, { scale }).out;
     return this.to_out[0].forward(out.reshape([B, S, H * D]));
   }
 }
@@ -83,13 +91,13 @@ export class WanTransformerBlock {
    * Updates x [B, S, dim] in place. `modulation` is [B, 6, dim] = scale_shift_table + timestep_proj (rows: shift,
    * scale, gate of attention, then of the FFN); `context` the embedded text [B, L, dim].
    */
-  forward(x: Tensor, context: Tensor, modulation: Tensor, rotary: RopeTensors): void {
+  forward(x: Tensor, context: Tensor, modulation: Tensor, rotary: RopeTensors, sharded?: ShardedSequence): void {
     const eps = this.config.eps;
     const row = (i: number): Tensor => modulation.slice(1, i, i + 1); // [B, 1, dim] views, no copies
     const [shift, scale, gate, cShift, cScale, cGate] = [0, 1, 2, 3, 4, 5].map(row) as [Tensor, Tensor, Tensor, Tensor, Tensor, Tensor];
 
     const n1 = modulate(layerNorm(x, null, null, eps), scale, shift, true);
-    gatedResidual(x, this.attn1.forward(n1, null, rotary), gate);
+    gatedResidual(x, this.attn1.forward(n1, null, rotary, sharded), gate);
 
     const n2 = this.norm2 ? layerNorm(x, this.norm2.weight, this.norm2.bias, eps) : x;
     add(x, this.attn2.forward(n2, context, null), x);

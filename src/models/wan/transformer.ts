@@ -12,8 +12,9 @@
 //   out     = proj_out(LN(tokens) * (1 + scale) + shift), (shift, scale) = scale_shift_table + temb
 //   latents = unpatchify(out)                                            [B, C_out, F, H, W]
 import type { Device } from '../../runtime/device.js';
-import { Activation, add, fromFloat32, layerNorm, linear, modulate, silu } from '../../runtime/ops.js';
+import { Activation, add, contiguous, fromFloat32, layerNorm, linear, modulate, silu } from '../../runtime/ops.js';
 import { type Tensor, scoped } from '../../runtime/tensor.js';
+import type { SequenceParallel } from '../../parallel/sequence-parallel.js';
 import { WeightStore, type WeightSource } from '../weights.js';
 import { timestepSinusoid } from './embeddings.js';
 import { WanRopeCache } from './rope.js';
@@ -76,8 +77,12 @@ export class WanTransformer3DModel {
    * The denoiser's prediction for `latents` [B, in_channels, F, H, W] at `timestep` (one value per batch item, or
    * one for all; integer or fractional) given text states [B, L, text_dim]. Returns [B, out_channels, F, H, W]
    * (F/H/W rounded down to whole patches). Intermediates are freed before it returns.
+   *
+   * With `parallel`, this rank embeds and carries only its shard of the patch tokens through the blocks
+   * (self-attention spans the group: src/parallel/sequence-parallel.ts), and the shards are gathered before
+   * unpatchify, so every rank of the group returns the whole prediction.
    */
-  forward(latents: Tensor, timestep: readonly number[], encoderHiddenStates: Tensor): Tensor {
+  forward(latents: Tensor, timestep: readonly number[], encoderHiddenStates: Tensor, parallel?: SequenceParallel | null): Tensor {
     const c = this.config;
     const [B, C] = latents.shape as [number, number];
     if (latents.ndim !== 5 || C !== c.inChannels) throw new Error(`WanTransformer3DModel: latents must be [B, ${c.inChannels}, F, H, W], got [${latents.shape.join(', ')}]`);
@@ -87,12 +92,21 @@ export class WanTransformer3DModel {
       throw new Error(`WanTransformer3DModel: encoder_hidden_states must be [${B}, L, ${c.textDim}], got [${text.shape.join(', ')}]`);
     }
     const grid = patchGrid(latents.shape, c.patchSize);
-    const rotary = this.#rope.get([grid.frames, grid.height, grid.width]);
+    const fullRotary = this.#rope.get([grid.frames, grid.height, grid.width]);
     const dim = c.innerDim;
+    const total = grid.frames * grid.height * grid.width;
+    const shard = parallel && parallel.degree > 1 ? parallel.shard(total) : null;
+    if (shard) parallel!.checkHeads(c.numAttentionHeads);
+    // RoPE rows of this rank's tokens (the tables are row-major per token, so a row slice is contiguous).
+    const rotary = shard
+      ? { cos: fullRotary.cos.slice(0, shard.offset, shard.offset + shard.size), sin: fullRotary.sin.slice(0, shard.offset, shard.offset + shard.size) }
+      : fullRotary;
+    const sharded = shard ? { parallel: parallel!, total } : undefined;
 
     return scoped(() => {
       // Patch embedding as one GEMM over patch rows (the conv weight viewed as [dim, C*pt*ph*pw]).
-      const patches = patchify(latents, c.patchSize);
+      const allPatches = patchify(latents, c.patchSize);
+      const patches = shard ? contiguous(allPatches.slice(1, shard.offset, shard.offset + shard.size)) : allPatches;
       const pw = this.patch_embedding.weight;
       const x = linear(patches, pw.reshape([dim, pw.numel / dim]), this.patch_embedding.bias);
 
@@ -106,13 +120,14 @@ export class WanTransformer3DModel {
       // Every block's modulation vectors, computed once: [Bt, 6, dim] each.
       const modulations = this.blocks.map((b) => add(b.scale_shift_table, tproj));
       for (let i = 0; i < this.blocks.length; i++) {
-        scoped(() => this.blocks[i]!.forward(x, context, modulations[i]!, rotary));
+        scoped(() => this.blocks[i]!.forward(x, context, modulations[i]!, rotary, sharded));
       }
 
       // Output norm with the final shift/scale, projection, unpatchify.
       const outMod = add(this.scale_shift_table, temb.unsqueeze(1)); // [Bt, 2, dim]
       const normed = modulate(layerNorm(x, null, null, c.eps), outMod.slice(1, 1, 2), outMod.slice(1, 0, 1), true);
-      return unpatchify(this.proj_out.forward(normed), grid, c.patchSize, c.outChannels);
+      const projected = this.proj_out.forward(normed);
+      return unpatchify(sharded ? sharded.parallel.gather(projected, total) : projected, grid, c.patchSize, c.outChannels);
     });
   }
 

@@ -59,7 +59,7 @@ export async function wanImageToImage(pipe: WanPipeline, req: WanImageToImageReq
     }
     latents = await pipe.denoise(r, scheduler, timesteps, latents, text, opts);
     throwIfAborted(opts.signal);
-    return pipe.decode(latents, r, opts.onProgress);
+    return pipe.decodeOnLeader(latents, r, opts.onProgress);
   } finally {
     text.free();
   }

@@ -7,12 +7,13 @@ import { type WanTransformer3DModel, wanTransformerFrom } from '../../models/wan
 import { type UMT5Encoder, encodeWanPrompt, umt5EncoderFrom } from '../../models/umt5/index.js';
 import { Device } from '../../runtime/device.js';
 import { cat, fromFloat32 } from '../../runtime/ops.js';
+import type { RankParallel } from '../../parallel/rank-context.js';
 import { TorchGenerator } from '../../runtime/random.js';
-import { type Tensor, scoped } from '../../runtime/tensor.js';
+import { Tensor, scoped } from '../../runtime/tensor.js';
 import { type FlowScheduler, createScheduler } from '../../schedulers/index.js';
 import { promptClean } from '../../text/prompt-clean.js';
 import { TextTokenizer } from '../../text/tokenizer.js';
-import { type FloatFrames, type ProgressCallback, throwIfAborted } from '../types.js';
+import { CancelledError, type FloatFrames, type ProgressCallback, throwIfAborted } from '../types.js';
 import { type NormalisedWanRequest, type WanGenerateRequest, normaliseWanRequest } from './request.js';
 
 export interface WanPipelineOptions {
@@ -41,6 +42,12 @@ export interface WanGenerateResult extends FloatFrames {
 }
 
 export class WanPipeline {
+  /**
+   * The rank's process groups when it is one of several serving a request (src/parallel): the replica's leader
+   * encodes the prompt and decodes; CFG branches and sequence shards are split as the layout says.
+   */
+  parallel: RankParallel | null = null;
+
   constructor(
     /** The opened checkpoint folder (undefined for pipelines assembled from components). */
     readonly model: DiffusersModel | undefined,
@@ -134,7 +141,7 @@ export class WanPipeline {
       latents = await this.denoise(r, scheduler, Array.from(scheduler.timesteps), latents, text, opts);
       const t2 = performance.now();
       throwIfAborted(opts.signal);
-      const frames = this.decode(latents, r, opts.onProgress);
+      const frames = this.decodeOnLeader(latents, r, opts.onProgress);
       const t3 = performance.now();
       return { ...frames, request: r, latents, timings: { encodeMs: t1 - t0, denoiseMs: t2 - t1, decodeMs: t3 - t2 } };
     } finally {
@@ -149,12 +156,21 @@ export class WanPipeline {
   promptBatch(r: NormalisedWanRequest, opts: Pick<WanGenerateOptions, 'promptEmbeds' | 'negativePromptEmbeds' | 'onProgress' | 'signal'> = {}): Tensor {
     throwIfAborted(opts.signal);
     opts.onProgress?.({ phase: 'encoding_prompt', step: 0, total: 1, elapsed: 0 });
-    return scoped(() => {
+    const replica = this.parallel?.replica;
+    if (replica && replica.size > 1 && replica.rank !== 0) {
+      // The text encoder runs once per request, on the leader; the others receive its output.
+      const text = Tensor.empty(this.device, [r.cfg ? 2 : 1, r.maxSequenceLength, this.transformer.config.textDim]);
+      replica.broadcast(text, 0);
+      return text;
+    }
+    const text = scoped(() => {
       const cond = opts.promptEmbeds ?? this.encodePrompts([r.prompt], r.maxSequenceLength);
       if (!r.cfg) return opts.promptEmbeds ? cat([cond], 0) : cond;
       const uncond = opts.negativePromptEmbeds ?? this.encodePrompts([r.negativePrompt], r.maxSequenceLength);
       return cat([cond, uncond], 0);
     });
+    if (replica && replica.size > 1) replica.broadcast(text, 0);
+    return text;
   }
 
   /**
@@ -166,14 +182,22 @@ export class WanPipeline {
     text: Tensor, opts: Pick<WanGenerateOptions, 'onProgress' | 'signal' | 'onStepTensors'> = {}): Promise<Float32Array> {
     const start = performance.now();
     const numel = latents.length;
-    const batch = r.cfg ? 2 : 1;
+    const parallel = this.parallel;
+    // CFG parallel: this rank runs one branch (its text row); the two predictions are then exchanged.
+    const cfgSplit = r.cfg && parallel !== null && parallel.cfg.size === 2;
+    const batch = r.cfg && !cfgSplit ? 2 : 1;
+    const branchText = cfgSplit ? text.slice(0, parallel.branch, parallel.branch + 1) : r.cfg ? text : text.slice(0, 0, 1);
     const noisePred = new Float32Array(numel);
     for (let i = 0; i < timesteps.length; i++) {
-      throwIfAborted(opts.signal);
+      this.#stopIfCancelled(opts.signal);
       const t = timesteps[i]!;
       const out = scoped(() => {
         const x = fromFloat32(this.device, latents, r.latentShape);
-        return this.transformer.forward(batch === 1 ? x : cat([x, x], 0), new Array(batch).fill(t), text);
+        const own = this.transformer.forward(batch === 1 ? x : cat([x, x], 0), new Array(batch).fill(t), branchText, parallel?.sequence);
+        if (!cfgSplit) return own;
+        const both = Tensor.empty(this.device, [2, ...own.shape.slice(1)], own.dtype);
+        parallel.cfg.allGather(own, [both.slice(0, 0, 1), both.slice(0, 1, 2)]);
+        return both;
       });
       const pred = out.toFloat32Array();
       out.free();
@@ -191,6 +215,22 @@ export class WanPipeline {
       await new Promise<void>((resolve) => setImmediate(resolve)); // let cancellation and messages in
     }
     return latents;
+  }
+
+  /**
+   * Cancellation between steps. Ranks serving one request must stop at the same step (a rank that stopped
+   * alone would leave its peers waiting in a collective), so the leader's signal decides for all of them.
+   */
+  #stopIfCancelled(signal: AbortSignal | undefined): void {
+    const replica = this.parallel?.replica;
+    if (!replica || replica.size === 1) return throwIfAborted(signal);
+    if (replica.broadcastValue(signal?.aborted ? 1 : 0, 0) !== 0) throw new CancelledError();
+  }
+
+  /** decode() on the replica's leader; the other ranks return no frames (VAE decode runs on one rank). */
+  decodeOnLeader(latents: Float32Array, r: NormalisedWanRequest, onProgress?: ProgressCallback): FloatFrames {
+    if (this.parallel && !this.parallel.leader) return { frames: 0, height: 0, width: 0, data: new Float32Array(0) };
+    return this.decode(latents, r, onProgress);
   }
 
   /** Latents -> frames in [0, 1] as [F, H, W, 3] (diffusers' postprocess_video with output_type "np"). */
