@@ -2,6 +2,7 @@
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../kernel/index.js';
+import type { S3StorageConfig } from '../storage/index.js';
 import type { Precision } from './api.js';
 import type { DeviceFault } from './device-protocol.js';
 import type { EngineLimits } from './job-plan.js';
@@ -28,6 +29,8 @@ export interface EngineOptions extends ParallelFlags {
   outputPath?: string | null;
   /** Where uploaded inputs are saved (default `inputs/uploads`); null or '' disables. */
   inputSavePath?: string | null;
+  /** Cloud storage for outputs (spec 7). Absent: from SGLang's SGLANG_* environment variables; null: none. */
+  cloudStorage?: S3StorageConfig | null;
   /** Compute backend of the device ranks (default `cpu`). */
   backend?: 'cpu' | 'cuda';
   /** CPU threads per rank inside each op (default 0: all cores). */

@@ -18,6 +18,7 @@ import {
   type ActorRef, type LifecycleEvent, type Logger,
 } from '../kernel/index.js';
 import { imageContentType, imageExtension } from '../media/image.js';
+import { OutputPublisher } from '../storage/index.js';
 import {
   ApiError, type EngineApi, type EngineStats, type ImageFormat, type ImageJobParams, type ImageResult, type InputImage,
   type JobError, type JobEvent, type JobEventListener, type JobKind, type JobOutput, type JobPage, type JobRecord,
@@ -78,6 +79,7 @@ export class Supervisor implements EngineApi {
   readonly #store: JobStore;
   readonly #events: JobEventHub;
   readonly #pool: EncoderPool;
+  readonly #publisher: OutputPublisher;
   readonly #system: ActorSystem;
 
   #state: Readiness = 'loading';
@@ -138,7 +140,8 @@ export class Supervisor implements EngineApi {
     };
     const outputPath = options.outputPath === '' || options.outputPath === null ? null : resolve(options.outputPath ?? 'outputs');
     const inputSavePath = options.inputSavePath === '' || options.inputSavePath === null ? null : resolve(options.inputSavePath ?? join('inputs', 'uploads'));
-    this.#server = { version: VERSION, outputPath, inputSavePath, cloudStorage: false };
+    this.#publisher = new OutputPublisher(options.cloudStorage, this.#log);
+    this.#server = { version: VERSION, outputPath, inputSavePath, cloudStorage: this.#publisher.enabled };
     const { store, report } = JobStore.open(outputPath);
     this.#store = store;
     if (report.interrupted.length > 0) {
@@ -570,6 +573,7 @@ export class Supervisor implements EngineApi {
       await Promise.all(written.map((p) => this.#store.deleteFile(p)));
       throw error;
     }
+    await this.#publisher.publish(live.id, outputs, images);  // spec 7: cloud upload; never rejects
     if (live.ended || !this.#store.get(live.id)) {
       // Deleted or cancelled while encoding: nothing of it stays.
       await Promise.all(written.map((p) => this.#store.deleteFile(p)));
