@@ -46,6 +46,12 @@ export class RankParallel {
   /** The CFG branch this rank computes when the branches are split (0: conditional, 1: unconditional). */
   get branch(): number { return this.cfg.rank; }
 
+  /** Bytes received so far per kind of group (the benchmark prints them beside docs/parallelism.md's formulas). */
+  bytesByGroup(): Record<'replica' | 'cfg' | 'sp' | 'ulysses' | 'ring', number> {
+    const [replica, cfg, sp, ulysses, ring] = this.all.map((c) => c.bytesReceived) as [number, number, number, number, number];
+    return { replica, cfg, sp, ulysses, ring };
+  }
+
   /** Bytes received over every group so far. */
   bytesReceived(): number {
     return this.all.reduce((n, c) => n + c.bytesReceived, 0);
