@@ -228,6 +228,43 @@ sgld_status  sgld_upsample_nearest(sgld_context_t ctx, int32_t dtype, int64_t n,
                                    int64_t h, int64_t w, int32_t ft, int32_t fh, int32_t fw,
                                    const void *x, void *y);
 
+/* ---- collectives: NCCL communicators (CUDA) -------------------------------------------------------------- */
+/* One communicator per process group, bound to the device of the context it was made with. Member 0 makes a
+ * unique id and hands its SGLD_COMM_ID_BYTES bytes to the others (sgld passes them through the group's
+ * SharedArrayBuffer); then every member calls sgld_comm_init with that id, nranks and its own rank. Init blocks
+ * until all nranks members have called it, so members call it from different threads (or processes).
+ * Transfers count BYTES of contiguous device memory of `ctx` and are queued on ctx's stream, in order with its
+ * ops (NCCL kernels: asynchronous like any op; sgld_synchronize waits for them). send/recv issued between
+ * sgld_comm_group_start and sgld_comm_group_end (on the calling thread) go out together, so a pairwise exchange
+ * or an all-to-all cannot deadlock; a member may send to and receive from itself inside a group.
+ * all_gather: recv holds nranks * bytes, member j's send lands at offset j * bytes (send may be that slice of
+ * recv). broadcast: every member's recv <- root's send (send is read on root only and may equal recv).
+ * Failures from NCCL are SGLD_ERR_LIBRARY (SGLD_ERR_INVALID when NCCL calls it misuse) with NCCL's message;
+ * a missing libnccl.so.2 is SGLD_ERR_LIBRARY naming every place searched ($SGLD_NCCL_LIB: the library file
+ * itself, then as for cuBLASLt: $SGLD_CUDA_LIB_DIRS, the loader's path, the toolkit, Python's nvidia wheels).
+ * The CPU backend has no communicators (CPU ranks exchange through the shm collectives of src/parallel): its
+ * sgld_comm_* functions return SGLD_ERR_UNSUPPORTED. Destroying or aborting NULL is a no-op on both. */
+#define SGLD_COMM_ID_BYTES 128
+typedef struct sgld_comm *sgld_comm_t;
+
+sgld_status  sgld_comm_version    (int32_t *version);   /* NCCL's version code (e.g. 22703 for 2.27.3) */
+sgld_status  sgld_comm_unique_id  (uint8_t *out);       /* out: SGLD_COMM_ID_BYTES bytes */
+sgld_status  sgld_comm_init       (sgld_context_t ctx, const uint8_t *id, int32_t nranks, int32_t rank,
+                                   sgld_comm_t *out);
+/* Frees the communicator once its queued transfers are done. */
+sgld_status  sgld_comm_destroy    (sgld_comm_t comm);
+/* Frees it at once, cancelling transfers in flight (after a failure; peers' transfers may then fail). */
+sgld_status  sgld_comm_abort      (sgld_comm_t comm);
+sgld_status  sgld_comm_group_start(void);
+sgld_status  sgld_comm_group_end  (void);
+sgld_status  sgld_comm_send       (sgld_comm_t comm, sgld_context_t ctx, const void *buf, size_t bytes,
+                                   int32_t peer);
+sgld_status  sgld_comm_recv       (sgld_comm_t comm, sgld_context_t ctx, void *buf, size_t bytes, int32_t peer);
+sgld_status  sgld_comm_all_gather (sgld_comm_t comm, sgld_context_t ctx, const void *send, void *recv,
+                                   size_t bytes);
+sgld_status  sgld_comm_broadcast  (sgld_comm_t comm, sgld_context_t ctx, const void *send, void *recv,
+                                   size_t bytes, int32_t root);
+
 #ifdef __cplusplus
 }
 #endif

@@ -20,6 +20,9 @@ export const Status = {
   OK: 0, INVALID: 1, UNSUPPORTED: 2, NO_MEMORY: 3, DEVICE: 4, LIBRARY: 5, INTERNAL: 6,
 } as const;
 
+/** SGLD_COMM_ID_BYTES: size of an NCCL unique id, as sgld_comm_unique_id writes it. */
+export const COMM_ID_BYTES = 128;
+
 /** Storage types of sgld.h (SGLD_F32 ...). */
 export const NativeDType = { F32: 0, F16: 1, BF16: 2, I32: 3, I64: 4, U8: 5 } as const;
 
@@ -103,6 +106,19 @@ export interface SgldFunctions {
     kh: number, kw: number, weight: Ptr, bias: Ptr | null, strides: I32Array, pads: I32Array, y: Ptr): S;
   sgld_upsample_nearest(ctx: Ptr, dtype: number, n: number, c: number, t: number, h: number, w: number,
     ft: number, fh: number, fw: number, x: Ptr, y: Ptr): S;
+
+  sgld_comm_version(version: [number | null]): S;
+  /** `out` is a COMM_ID_BYTES-byte Uint8Array that C fills in place. */
+  sgld_comm_unique_id(out: Uint8Array): S;
+  sgld_comm_init(ctx: Ptr, id: Uint8Array, nranks: number, rank: number, out: [Ptr | null]): S;
+  sgld_comm_destroy(comm: Ptr | null): S;
+  sgld_comm_abort(comm: Ptr | null): S;
+  sgld_comm_group_start(): S;
+  sgld_comm_group_end(): S;
+  sgld_comm_send(comm: Ptr, ctx: Ptr, buf: Ptr, bytes: number, peer: number): S;
+  sgld_comm_recv(comm: Ptr, ctx: Ptr, buf: Ptr, bytes: number, peer: number): S;
+  sgld_comm_all_gather(comm: Ptr, ctx: Ptr, send: Ptr, recv: Ptr, bytes: number): S;
+  sgld_comm_broadcast(comm: Ptr, ctx: Ptr, send: Ptr | null, recv: Ptr, bytes: number, root: number): S;
 }
 
 // koffi prototypes, mirroring sgld.h. Device pointers and handles are `void *` (BigInt addresses); host
@@ -155,6 +171,18 @@ const PROTOTYPES: readonly string[] = [
   'int32_t sgld_conv3d(void *ctx, int32_t dtype, int64_t n, int64_t c_in, int64_t t, int64_t h, int64_t w, const void *x, int64_t c_out, int64_t kt, int64_t kh, int64_t kw, const void *weight, const void *bias, const int32_t *strides, const int32_t *pads, void *y)',
   'int32_t sgld_conv2d(void *ctx, int32_t dtype, int64_t n, int64_t c_in, int64_t h, int64_t w, const void *x, int64_t c_out, int64_t kh, int64_t kw, const void *weight, const void *bias, const int32_t *strides, const int32_t *pads, void *y)',
   'int32_t sgld_upsample_nearest(void *ctx, int32_t dtype, int64_t n, int64_t c, int64_t t, int64_t h, int64_t w, int32_t ft, int32_t fh, int32_t fw, const void *x, void *y)',
+
+  'int32_t sgld_comm_version(_Out_ int32_t *version)',
+  'int32_t sgld_comm_unique_id(uint8_t *out)',
+  'int32_t sgld_comm_init(void *ctx, const uint8_t *id, int32_t nranks, int32_t rank, _Out_ void **out)',
+  'int32_t sgld_comm_destroy(void *comm)',
+  'int32_t sgld_comm_abort(void *comm)',
+  'int32_t sgld_comm_group_start(void)',
+  'int32_t sgld_comm_group_end(void)',
+  'int32_t sgld_comm_send(void *comm, void *ctx, const void *buf, size_t bytes, int32_t peer)',
+  'int32_t sgld_comm_recv(void *comm, void *ctx, void *buf, size_t bytes, int32_t peer)',
+  'int32_t sgld_comm_all_gather(void *comm, void *ctx, const void *send, void *recv, size_t bytes)',
+  'int32_t sgld_comm_broadcast(void *comm, void *ctx, const void *send, void *recv, size_t bytes, int32_t root)',
 ];
 
 /** Names of the bound C functions, in header order (the binding test compares them with sgld.h). */
