@@ -3,6 +3,7 @@
 // layout shards sequences.
 import type { Device } from '../runtime/device.js';
 import type { Collectives } from './collectives.js';
+import { NcclCollectives } from './nccl-collectives.js';
 import { SequenceParallel } from './sequence-parallel.js';
 import { ShmCollectives } from './shm-collectives.js';
 import type { GroupSpec, RankTopology } from './topology.js';
@@ -32,6 +33,7 @@ export class RankParallel {
     const wait = { timeoutMs: options.timeoutMs ?? DEFAULT_PEER_TIMEOUT_MS, spin: options.spin ?? 0 };
     const make = (spec: GroupSpec): Collectives => {
       if (device.backend === 'cpu') return new ShmCollectives(spec, device, wait);
+      if (device.backend === 'cuda') return new NcclCollectives(spec, device, wait);
       throw new Error(`collectives for ${device.backend} ranks are not available in this build`);
     };
     const g = topology.groups;
