@@ -1,13 +1,14 @@
 // The CUDA library builds with nvcc, exports exactly the C ABI of sgld.h, and loads on a machine without a GPU,
-// where it reports the missing driver as an error instead of crashing. On a machine with a GPU the last test
-// instead runs a few ops and checks their results.
+// where it reports the missing driver as an error instead of crashing. On a machine with a GPU the load test
+// instead runs a few ops and checks their results. Its run-time loaders (cuBLASLt, NCCL) are tested with
+// stand-in libraries.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import t from 'tap';
-import { NativeDType, Status, loadNativeLibrary, type Ptr } from '../../src/runtime/native.js';
+import { COMM_ID_BYTES, NativeDType, Status, loadNativeLibrary, type Ptr } from '../../src/runtime/native.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const libPath = join(root, 'libs', 'libsgld_cuda.so');
@@ -175,4 +176,120 @@ t.test('the cuBLASLt loader searches $SGLD_CUDA_LIB_DIRS and Python wheels, and 
 
     const empty = probeWith({ VIRTUAL_ENV: join(dir, 'no-venv'), SGLD_CUDA_LIB_DIRS: join(dir, 'nowhere') });
     t.match(empty, new RegExp(`SGLD_CUDA_LIB_DIRS \\(${join(dir, 'nowhere')}\\)`), 'names the directories given');
+  });
+
+t.test('the communicator calls check their arguments and report a missing NCCL instead of crashing', { skip }, async (t) => {
+  const lib = loadNativeLibrary('cuda', libPath);
+  const f = lib.fns;
+  t.equal(f.sgld_comm_destroy(null), Status.OK, 'destroying NULL is a no-op');
+  t.equal(f.sgld_comm_abort(null), Status.OK, 'aborting NULL is a no-op');
+  t.equal(f.sgld_comm_send(0n, 0n, 0n, 0, 0), Status.INVALID, 'a null communicator is rejected, not dereferenced');
+  t.match(f.sgld_last_error(), /^sgld_comm_send: null communicator$/);
+  const comm: [Ptr | null] = [null];
+  t.equal(f.sgld_comm_init(0n, new Uint8Array(COMM_ID_BYTES), 2, 2, comm), Status.INVALID, 'a rank outside the group');
+  t.match(f.sgld_last_error(), /^sgld_comm_init: rank 2 is outside \[0, 2\)$/);
+  t.equal(f.sgld_comm_init(0n, new Uint8Array(COMM_ID_BYTES), 2, 0, comm), Status.INVALID, 'a null context');
+  t.match(f.sgld_last_error(), /^sgld_comm_init: null context$/);
+  t.equal(comm[0], null, 'no communicator comes back');
+  const version: [number | null] = [null];
+  const status = f.sgld_comm_version(version);
+  if (status === Status.OK) {
+    t.ok(version[0]! >= 20700, `an NCCL was found here (version code ${version[0]})`);
+    return;
+  }
+  t.equal(status, Status.LIBRARY, 'no NCCL here: SGLD_ERR_LIBRARY');
+  t.match(f.sgld_last_error(), /^sgld_comm_version: NCCL: .*libnccl\.so\.2 \/ libnccl\.so not found/, 'names the library');
+  t.equal(version[0], 0, 'the version is zeroed');
+  t.equal(f.sgld_comm_unique_id(new Uint8Array(COMM_ID_BYTES)), Status.LIBRARY, 'no unique id without NCCL either');
+});
+
+// The run-time search for NCCL, through the real libsgld_cuda.so in child processes (the loader remembers its
+// answer per process) with stand-in libraries: the functions sgld calls to ask the version and make an id do
+// what NCCL's do; the other entry points exist only to be found by dlsym.
+const NCCL_STAND_IN = `
+typedef struct { char internal[128]; } Id;
+int ncclGetVersion(int *v) { *v = 22703; return 0; }
+int ncclGetUniqueId(Id *id) {
+#ifdef FAIL_ID
+  return 5; /* ncclInvalidUsage */
+#else
+  for (int i = 0; i < 128; i++) id->internal[i] = (char)(i + 1);
+  return 0;
+#endif
+}
+const char *ncclGetErrorString(int r) { return "stand-in failure"; }
+const char *ncclGetLastError(void *comm) { return "stand-in detail"; }
+int ncclCommInitRank(void) { return 0; }
+int ncclCommDestroy(void) { return 0; }
+int ncclCommAbort(void) { return 0; }
+int ncclGroupStart(void) { return 0; }
+int ncclGroupEnd(void) { return 0; }
+#ifndef NO_SEND
+int ncclSend(void) { return 0; }
+#endif
+int ncclRecv(void) { return 0; }
+int ncclAllGather(void) { return 0; }
+int ncclBroadcast(void) { return 0; }
+`;
+
+t.test('the NCCL loader: $SGLD_NCCL_LIB first, then the wheel folders; missing entry points and NCCL errors by name',
+  { skip }, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'sgld-nccl-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(join(dir, 'nccl.c'), NCCL_STAND_IN);
+    const standIn = (path: string, ...defines: string[]): string => {
+      mkdirSync(dirname(path), { recursive: true });
+      execFileSync('gcc', ['-shared', '-fPIC', ...defines.map((d) => `-D${d}`), join(dir, 'nccl.c'), '-o', path]);
+      return path;
+    };
+    writeFileSync(join(dir, 'probe.mjs'), [
+      `import koffi from ${JSON.stringify(pathToFileURL(join(root, 'node_modules', 'koffi', 'index.js')).href)};`,
+      'const lib = koffi.load(process.argv[2]);',
+      "const last = lib.func('const char *sgld_last_error(void)');",
+      "const version = lib.func('int32_t sgld_comm_version(_Out_ int32_t *v)');",
+      "const uniqueId = lib.func('int32_t sgld_comm_unique_id(uint8_t *out)');",
+      'const v = [null]; const vs = version(v); const ve = last();',
+      'const id = new Uint8Array(128); const is = uniqueId(id); const ie = last();',
+      'console.log(JSON.stringify({ version: [vs, v[0], ve], id: [is, [...id.subarray(0, 4)], id[127], ie] }));',
+    ].join('\n'));
+    type Probe = { version: [number, number, string]; id: [number, number[], number, string] };
+    const probe = (env: Record<string, string>): Probe => JSON.parse(execFileSync(process.execPath,
+      [join(dir, 'probe.mjs'), libPath], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: join(dir, 'home'), ...env } }));
+
+    const good = standIn(join(dir, 'explicit', 'libnccl-test.so'));
+    const p = probe({ SGLD_NCCL_LIB: good });
+    t.same(p.version.slice(0, 2), [Status.OK, 22703], '$SGLD_NCCL_LIB names the file: its version code comes back');
+    t.same([p.id[0], p.id[1], p.id[2]], [Status.OK, [1, 2, 3, 4], 128], 'and its 128-byte unique id, every byte');
+
+    const wrong = probe({ SGLD_NCCL_LIB: join(dir, 'nowhere.so'), SGLD_CUDA_LIB_DIRS: dirname(good) });
+    t.equal(wrong.version[0], Status.LIBRARY, 'a $SGLD_NCCL_LIB that is not a file is an error');
+    t.match(wrong.version[2], new RegExp(`^sgld_comm_version: NCCL: \\$SGLD_NCCL_LIB is ${join(dir, 'nowhere.so')}, which is not a file$`),
+      '...with no silent fall back to another NCCL');
+
+    const lacking = standIn(join(dir, 'lacking', 'libnccl.so.2'), 'NO_SEND');
+    t.match(probe({ SGLD_NCCL_LIB: lacking }).version[2], /^sgld_comm_version: NCCL: .*libnccl\.so\.2 lacks ncclSend /,
+      'a library without an entry point is refused by name');
+
+    const failing = probe({ SGLD_NCCL_LIB: standIn(join(dir, 'failing', 'libnccl.so.2'), 'FAIL_ID') });
+    t.equal(failing.id[0], Status.INVALID, 'ncclInvalidUsage is SGLD_ERR_INVALID');
+    t.equal(failing.id[3], 'sgld_comm_unique_id: ncclGetUniqueId failed: NCCL error 5 (stand-in failure): stand-in detail',
+      "the message is NCCL's error string and last error");
+
+    const nothing = probe({});
+    if (nothing.version[0] === Status.OK) {
+      t.comment('an NCCL is on this machine\'s default path: the search cannot be isolated further');
+      return;
+    }
+    t.equal(nothing.version[0], Status.LIBRARY);
+    t.match(nothing.version[2], /^sgld_comm_version: NCCL: \$SGLD_NCCL_LIB \(unset\), then libnccl\.so\.2 \/ libnccl\.so not found/);
+    t.match(nothing.version[2], /nvidia\/nccl\/lib,nvidia\/cu13\/lib/, 'names the wheel folders');
+    t.match(nothing.version[2], /Set SGLD_NCCL_LIB to libnccl\.so\.2 or SGLD_CUDA_LIB_DIRS to its folder$/, 'says how to fix it');
+    t.equal(nothing.id[0], Status.LIBRARY, 'and no unique id');
+
+    const venv = join(dir, 'venv');
+    const wheel = standIn(join(venv, 'lib', 'python3.12', 'site-packages', 'nvidia', 'nccl', 'lib', 'libnccl.so.2'));
+    t.same(probe({ VIRTUAL_ENV: venv }).version.slice(0, 2), [Status.OK, 22703],
+      `found in a virtual environment's nvidia-nccl wheel (${wheel.slice(dir.length)})`);
+    t.match(probe({ SGLD_CUDA_LIB_DIRS: dirname(lacking) }).version[2], new RegExp(`NCCL: ${lacking} lacks ncclSend `),
+      '$SGLD_CUDA_LIB_DIRS is searched too (the library it holds here lacks ncclSend)');
   });
