@@ -2,11 +2,17 @@
 // once in preStart, again after every restart), runs one generation or LoRA operation at a time, tells its parent
 // a progress event per pipeline step, and answers with the frames as one transferred buffer.
 //
+// When its replica has several ranks (sequence or CFG parallel), it joins the replica's process groups after
+// loading and serves every request together with its peers: the leader (member 0) encodes the prompt, decodes,
+// reports progress and answers with the pixels; the others answer without pixels.
+//
 // Failure policy: a cancelled job answers `cancelled`; a LoRA mistake (LoraError) answers as data; anything else
 // thrown while generating is fatal, so the kernel crashes this actor, fails that job's ask, and restarts the thread
-// with the model reloaded: a native failure may have left the device in a state nobody should trust.
+// with the model reloaded: a native failure may have left the device in a state nobody should trust. A failing
+// rank first breaks its process groups, so peers blocked in a collective fail too instead of waiting for it.
 import type { Actor, ActorContext } from '../kernel/index.js';
 import { LoraError, LoraManager } from '../lora/index.js';
+import { RankParallel } from '../parallel/rank-context.js';
 import { CancelledError, toUint8Frames } from '../pipelines/types.js';
 import { Device } from '../runtime/device.js';
 import type {
@@ -18,6 +24,8 @@ export default class DeviceActor implements Actor<DeviceRequest> {
   private device: Device | undefined;
   private pipeline: LoadedPipeline | undefined;
   private lora: LoraManager | undefined;
+  /** The replica's process groups, when it has more than this rank. */
+  private parallel: RankParallel | undefined;
 
   constructor(private readonly spec: DeviceActorSpec) {}
 
@@ -33,7 +41,8 @@ export default class DeviceActor implements Actor<DeviceRequest> {
     }
     const modules = this.pipeline.loraModules();
     if (Object.keys(modules).length > 0) this.lora = new LoraManager({ family: this.pipeline.loraFamily, modules });
-    const loaded: DeviceEvent = { type: 'loaded', seconds: (performance.now() - t0) / 1000, pipelineClass: this.pipeline.pipelineClass };
+    this.joinReplica();
+    const loaded: DeviceEvent = { type: 'loaded', rank: this.spec.rank, seconds: (performance.now() - t0) / 1000, pipelineClass: this.pipeline.pipelineClass };
     ctx.parent?.tell(loaded);
   }
 
@@ -45,13 +54,32 @@ export default class DeviceActor implements Actor<DeviceRequest> {
   }
 
   postStop(): void {
+    this.parallel?.close();
     this.pipeline?.dispose();
     this.device?.close();
   }
 
+  /** Joins the replica's process groups when it has several ranks (a restarted rank joins the same buffers again). */
+  private joinReplica(): void {
+    const { topology } = this.spec;
+    if (topology.groups.replica.size === 1) return;
+    const pipeline = this.pipeline!;
+    if (!pipeline.attachParallel) {
+      throw new Error(`${pipeline.pipelineClass} has no sequence or CFG parallelism: serve it with replicas of one rank (--dp-size)`);
+    }
+    this.parallel = RankParallel.join(topology, this.device!, {
+      ...(this.spec.spin !== undefined ? { spin: this.spec.spin } : {}),
+      ...(this.spec.peerTimeoutMs !== undefined ? { timeoutMs: this.spec.peerTimeoutMs } : {}),
+    });
+    pipeline.attachParallel(this.parallel);
+  }
+
   private async generate(message: Extract<DeviceRequest, { type: 'generate' }>, ctx: ActorContext<DeviceRequest>): Promise<GenerateReply> {
-    const pipeline = this.pipeline!, device = this.device!;
+    const pipeline = this.pipeline!, device = this.device!, parallel = this.parallel;
+    const leader = parallel === undefined || parallel.leader;
     const cancelFlag = new Int32Array(message.cancel);
+    // Only the leader's signal ever fires: the pipeline broadcasts its decision to the peers at every step, so all
+    // ranks of the replica stop at the same step (a rank stopping alone would leave its peers in a collective).
     const controller = new AbortController();
     const fault = this.spec.allowFaults ? message.fault : undefined;
     const pixels: Uint8Array[] = [];
@@ -60,30 +88,46 @@ export default class DeviceActor implements Actor<DeviceRequest> {
       for (let i = 0; i < message.runs.length; i++) {
         const run: GenerationRun = message.runs[i]!;
         let runDenoiseSeconds = 0;
-        const result = await pipeline.run(run, {
-          signal: controller.signal,
-          onProgress: (p) => {
-            // The flag is checked at every step report; the pipeline then stops before its next step.
-            if (Atomics.load(cancelFlag, 0) !== 0) controller.abort('cancelled');
-            if (p.phase === 'denoising') runDenoiseSeconds = p.elapsed;
-            const event: DeviceEvent = {
-              type: 'progress', jobId: message.jobId, run: i, runs: message.runs.length, phase: p.phase, step: p.step, total: p.total, elapsed: p.elapsed,
-            };
-            ctx.parent?.tell(event);
-            if (fault && i === 0 && p.phase === 'denoising' && p.step === fault.atStep) injectFault(fault);
-          },
-        });
-        denoiseSeconds += runDenoiseSeconds;
-        width = result.width;
-        height = result.height;
-        frames = result.frames;
-        pixels.push(...toUint8Frames(result));
+        let stopped = false;
+        try {
+          const result = await pipeline.run(run, {
+            signal: controller.signal,
+            onProgress: (p) => {
+              // The flag is checked at every step report; the pipeline then stops before its next step.
+              if (leader && Atomics.load(cancelFlag, 0) !== 0) controller.abort('cancelled');
+              if (p.phase === 'denoising') runDenoiseSeconds = p.elapsed;
+              if (leader) {
+                const event: DeviceEvent = {
+                  type: 'progress', rank: this.spec.rank, jobId: message.jobId, run: i, runs: message.runs.length,
+                  phase: p.phase, step: p.step, total: p.total, elapsed: p.elapsed,
+                };
+                ctx.parent?.tell(event);
+              }
+              if (fault && i === 0 && p.phase === 'denoising' && p.step === fault.atStep) injectFault(fault);
+            },
+          });
+          denoiseSeconds += runDenoiseSeconds;
+          width = result.width;
+          height = result.height;
+          frames = result.frames;
+          pixels.push(...toUint8Frames(result));
+        } catch (e) {
+          if (!(e instanceof CancelledError)) throw e;
+          stopped = true;
+        }
+        // After every run the replica agrees whether the job goes on: the leader may have stopped after the run's
+        // last collective (a local check before decoding), and its peers must not start the next run without it.
+        const cancelled = parallel === undefined ? stopped
+          : parallel.replica.broadcastValue(stopped || Atomics.load(cancelFlag, 0) !== 0 ? 1 : 0, 0) !== 0;
+        if (cancelled) return { status: 'cancelled', width, height, frames, denoiseSeconds, peakBytes: 0 };
       }
     } catch (e) {
-      if (e instanceof CancelledError) return { status: 'cancelled', width, height, frames, denoiseSeconds, peakBytes: 0 };
+      parallel?.abort(); // release the peers blocked in a collective with this rank
       throw Object.assign(e instanceof Error ? e : new Error(String(e)), { fatal: true });
     }
-    return { status: 'completed', width, height, frames, pixels: concat(pixels), denoiseSeconds, peakBytes: device.memoryStats().peak };
+    const peakBytes = device.memoryStats().peak;
+    if (!leader) return { status: 'completed', width: 0, height: 0, frames: 0, denoiseSeconds, peakBytes };
+    return { status: 'completed', width, height, frames, pixels: concat(pixels), denoiseSeconds, peakBytes };
   }
 
   private loraOperation(op: LoraOperation): LoraReply {

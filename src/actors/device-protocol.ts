@@ -1,7 +1,8 @@
 // The messages between the Supervisor (main thread) and a DeviceActor (its worker thread). They cross the thread
 // boundary through the kernel's msgpack codec: plain data, typed arrays (large ones transferred), and
-// SharedArrayBuffers (shared, as the cancel flag is).
+// SharedArrayBuffers (shared, as the cancel flag and the process groups' buffers are).
 import type { RgbImage } from '../media/image.js';
+import type { RankTopology } from '../parallel/topology.js';
 
 /** One pipeline call: one output of a job. */
 export interface GenerationRun {
@@ -27,6 +28,12 @@ export interface DeviceFault {
   atStep: number;
 }
 
+/**
+ * A generate request goes to every rank of one replica (the same cancel flag for all): they serve it together.
+ * The leader (member 0 of the replica group) decides cancellation for all of them, reports progress and answers
+ * with the pixels; the others answer `completed` without pixels.
+ */
+
 export type DeviceRequest =
   | {
     type: 'generate';
@@ -49,7 +56,7 @@ export interface GenerateReply {
   height: number;
   /** Frames per run. */
   frames: number;
-  /** Every run's frames, RGB uint8, [runs * frames, height, width, 3]. */
+  /** Every run's frames, RGB uint8, [runs * frames, height, width, 3]; the replica leader's answer only. */
   pixels?: Uint8Array;
   /** Denoising wall time of all runs, seconds. */
   denoiseSeconds: number;
@@ -62,18 +69,25 @@ export type LoraReply =
   | { ok: true; listing: import('../lora/index.js').LoraListing; warnings: string[] }
   | { ok: false; status: number; code: string; param: string | null; message: string };
 
-/** What a DeviceActor tells its parent while it works. */
+/** What a DeviceActor tells its parent while it works (progress: the replica leader only). */
 export type DeviceEvent =
-  | { type: 'progress'; jobId: string; run: number; runs: number; phase: 'encoding_prompt' | 'denoising' | 'decoding'; step: number; total: number; elapsed: number }
-  | { type: 'loaded'; seconds: number; pipelineClass: string };
+  | { type: 'progress'; rank: number; jobId: string; run: number; runs: number; phase: 'encoding_prompt' | 'denoising' | 'decoding'; step: number; total: number; elapsed: number }
+  | { type: 'loaded'; rank: number; seconds: number; pipelineClass: string };
 
 /** How a DeviceActor is built (its constructor argument, reused on every restart). */
 export interface DeviceActorSpec {
   modelPath: string;
+  /** Global rank (also the CUDA device index). */
   rank: number;
+  /** Its place in the layout and its process groups (shared buffers): joined after loading when its replica has several ranks. */
+  topology: RankTopology;
   backend: 'cpu' | 'cuda';
   /** CPU threads inside each op (0: all cores). */
   threads: number;
+  /** Polls before a shared-memory wait sleeps: 0 when the ranks outnumber the cores (RankParallel's default otherwise). */
+  spin?: number;
+  /** Longest wait for a peer rank in a collective, ms (RankParallel's default when absent). */
+  peerTimeoutMs?: number;
   /** Honour `fault` in generate requests (tests only). */
   allowFaults: boolean;
 }

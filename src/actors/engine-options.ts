@@ -33,7 +33,10 @@ export interface EngineOptions extends ParallelFlags {
   cloudStorage?: S3StorageConfig | null;
   /** Compute backend of the device ranks (default `cpu`). */
   backend?: 'cpu' | 'cuda';
-  /** CPU threads per rank inside each op (default 0: all cores). */
+  /**
+   * CPU threads inside each op (default 0: all cores). With several ranks they share them: each rank gets
+   * max(1, floor(threads / ranks)), threads being this value or the core count.
+   */
   threads?: number;
   ditPrecision?: Precision;
   vaePrecision?: Precision;
@@ -51,12 +54,13 @@ export interface EngineOptions extends ParallelFlags {
   /** Where the kernel's and the engine's structured logs go (default: JSON lines on stderr). */
   logger?: Logger;
   /**
-   * Test-only fault injection: a job whose prompt is exactly a rule's `prompt` makes its DeviceActor fail the rule's
-   * way after denoising step `atStep` (default 1) of its first output. Without rules the device ignores faults.
+   * Test-only fault injection: a job whose prompt is exactly a rule's `prompt` makes one DeviceActor of its replica
+   * (member `member`, default 0: the leader) fail the rule's way after denoising step `atStep` (default 1) of its
+   * first output. Without rules the devices ignore faults.
    */
   faultInjection?: FaultRule[];
 }
 
-export interface FaultRule { prompt: string; kind: DeviceFault['kind']; atStep?: number }
+export interface FaultRule { prompt: string; kind: DeviceFault['kind']; atStep?: number; member?: number }
 
 export const DEFAULT_MAX_QUEUED_REQUESTS = 64;

@@ -3,6 +3,7 @@
 // the DeviceActor's thread.
 import type { LoraModuleName } from '../lora/index.js';
 import type { LoraModuleWeights } from '../lora/merge.js';
+import type { RankParallel } from '../parallel/rank-context.js';
 import { type FloatFrames, type ProgressCallback } from '../pipelines/types.js';
 import type { WanPipeline } from '../pipelines/wan/pipeline.js';
 import type { ZImagePipeline } from '../pipelines/zimage/pipeline.js';
@@ -21,6 +22,11 @@ export interface LoadedPipeline {
   readonly loraFamily: string;
   loraModules(): Partial<Record<LoraModuleName, LoraModuleWeights>>;
   run(run: GenerationRun, options: RunOptions): Promise<FloatFrames>;
+  /**
+   * Serve requests together with the other ranks of a replica (sequence / CFG sharding, leader-only text encoding
+   * and decoding). Absent for families without parallel ranks (Z-Image): their replicas are one rank each.
+   */
+  attachParallel?(parallel: RankParallel): void;
   dispose(): void;
 }
 
@@ -49,6 +55,7 @@ function wanPipeline(pipe: WanPipeline, imageToImage: typeof import('../pipeline
       if (r.image) return imageToImage(pipe, { ...common, image: r.image, ...(r.strength !== undefined ? { strength: r.strength } : {}) }, { onProgress, signal });
       return pipe.generate({ ...common, numFrames: r.numFrames }, { onProgress, signal });
     },
+    attachParallel: (parallel) => { pipe.parallel = parallel; },
     dispose: () => pipe.dispose(),
   };
 }

@@ -81,3 +81,20 @@ export function resolveParallelLayout(flags: ParallelFlags): ParallelLayout {
 /** `dp 1 x tp 1 x cfg 1 x ulysses 2 x ring 2` */
 export const describeLayout = (l: ParallelLayout): string =>
   `dp ${l.dp} x tp ${l.tp} x cfg ${l.cfg} x ulysses ${l.ulysses} x ring ${l.ring}`;
+
+/**
+ * What sgld can serve of a valid layout: no tensor parallelism at all, and sequence / CFG parallel ranks only for
+ * families whose pipeline shards (Wan); replicas (dp) work for every family.
+ */
+export function checkServableLayout(l: ParallelLayout, family: 'wan' | 'zimage'): void {
+  if (l.tp > 1) {
+    throw new ParallelLayoutError(`--tp-size ${l.tp}: sgld has no tensor parallelism; use --dp-size (replicas), --ulysses-degree / --ring-degree `
+      + '(sequence parallel) or --enable-cfg-parallel instead');
+  }
+  if (family === 'zimage' && (l.sp > 1 || l.cfg > 1)) {
+    const flags = [l.ulysses > 1 ? `--ulysses-degree ${l.ulysses}` : '', l.ring > 1 ? `--ring-degree ${l.ring}` : '', l.cfg > 1 ? 'CFG parallel (--enable-cfg-parallel / --cfg-parallel-size 2)' : '']
+      .filter(Boolean).join(', ');
+    throw new ParallelLayoutError(`Z-Image has no sequence or CFG parallelism (${flags} given, sp-degree ${l.sp}); `
+      + `serve it with replicas of one rank: --num-gpus ${l.numGpus} --dp-size ${l.numGpus}`);
+  }
+}

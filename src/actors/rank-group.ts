@@ -1,7 +1,8 @@
-// The in-thread parent of one rank group's DeviceActor. A worker actor reports to its parent (ctx.parent), so its
-// step events and its lifecycle (started after a model load, crashed, stopped) arrive here, and are handed to the
-// Supervisor's sink in mailbox order. Jobs do not pass through here: the Supervisor asks the device directly, so
-// no event waits behind a long ask (docs/kernel.md, "Worker actors and their parent").
+// The in-thread parent of every DeviceActor (one per rank, each in its own worker thread). A worker actor reports
+// to its parent (ctx.parent), so the ranks' step events and lifecycles (started after a model load, crashed,
+// stopped) arrive here, and are handed to the Supervisor's sink in mailbox order, tagged with their rank. Jobs do
+// not pass through here: the Supervisor asks the devices directly, so no event waits behind a long ask
+// (docs/kernel.md, "Worker actors and their parent").
 import type { Actor, ActorContext, ActorRef, LifecycleEvent, WorkerSpawnOptions } from '../kernel/index.js';
 import type { DeviceActorSpec, DeviceEvent, DeviceRequest } from './device-protocol.js';
 
@@ -9,21 +10,27 @@ import type { DeviceActorSpec, DeviceEvent, DeviceRequest } from './device-proto
 export const DEVICE_ACTOR_URL = new URL('./device-actor.js', import.meta.url);
 
 export interface RankGroupSink {
-  /** The device's ref (stable across its restarts), known once this group started. */
-  spawned(device: ActorRef<DeviceRequest>): void;
+  /** A rank's ref (stable across its restarts), known once this group started. */
+  spawned(rank: number, device: ActorRef<DeviceRequest>): void;
   event(event: DeviceEvent): void;
-  lifecycle(event: LifecycleEvent): void;
+  lifecycle(rank: number, event: LifecycleEvent): void;
 }
 
 export class RankGroup implements Actor<DeviceEvent> {
+  readonly #ranks = new Map<ActorRef, number>();
+
   constructor(
-    private readonly spec: DeviceActorSpec,
+    private readonly specs: readonly DeviceActorSpec[],
     private readonly sink: RankGroupSink,
     private readonly supervision: WorkerSpawnOptions,
   ) {}
 
   preStart(ctx: ActorContext<DeviceEvent>): void {
-    this.sink.spawned(ctx.spawnWorker<DeviceRequest>(`device-${this.spec.rank}`, DEVICE_ACTOR_URL, [this.spec], this.supervision));
+    for (const spec of this.specs) {
+      const device = ctx.spawnWorker<DeviceRequest>(`device-${spec.rank}`, DEVICE_ACTOR_URL, [spec], this.supervision);
+      this.#ranks.set(device, spec.rank);
+      this.sink.spawned(spec.rank, device);
+    }
   }
 
   receive(event: DeviceEvent): void {
@@ -31,6 +38,7 @@ export class RankGroup implements Actor<DeviceEvent> {
   }
 
   onChildEvent(event: LifecycleEvent): void {
-    this.sink.lifecycle(event);
+    const rank = this.#ranks.get(event.actor);
+    if (rank !== undefined) this.sink.lifecycle(rank, event);
   }
 }

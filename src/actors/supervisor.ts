@@ -1,16 +1,18 @@
 // The Supervisor: the engine behind `sgld serve` and the embedding API (EngineApi of api.ts). It owns the job store,
-// a bounded FIFO of work (jobs and LoRA operations, so a LoRA merge never races a generation), the device rank
-// group (a DeviceActor in its worker thread, supervised by the kernel), the encoder pool, and the progress fan-out.
+// a bounded FIFO of work (jobs and LoRA operations, so a LoRA merge never races a generation), the device ranks
+// (one DeviceActor per rank in its worker thread, supervised by the kernel, grouped into replicas), the encoder
+// pool, and the progress fan-out.
 //
-// Flow of a job: submit (validate against the model, admit or 429, record, `queued`) -> dispatched when the device
-// is free (`in_progress`, `started`) -> step events from the device (`step`, monotonic progress up to 95,
-// `decoding`) -> the device answers with frames and takes the next item while this job is encoded (`encoding`)
-// and written -> `completed` (progress 100) or `failed` with an error code. A device crash fails only the job it
-// was running; the kernel restarts the device with the model reloaded, and the LoRA state is replayed into it.
+// Flow of a job: submit (validate against the model, admit or 429, record, `queued`) -> dispatched to a free
+// replica (`in_progress`, `started`): every rank of it gets the request -> step events from the replica's leader
+// (`step`, monotonic progress up to 95, `decoding`) -> all ranks answer, the leader with the frames, and the
+// replica takes the next item while this job is encoded (`encoding`) and written -> `completed` (progress 100) or
+// `failed` with an error code. Replicas run different jobs at once. A rank crash fails only the job its replica
+// was running; the kernel restarts the rank with the model reloaded, and the LoRA state is replayed into it.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -25,7 +27,9 @@ import {
   type ListJobsQuery, type LoraListing, type LoraOpResult, type ModelInfo, type Readiness, type ServerInfo,
   type SetLoraParams, type VideoJobParams,
 } from './api.js';
-import type { DeviceEvent, DeviceFault, DeviceRequest, GenerateReply, LoraOperation, LoraReply } from './device-protocol.js';
+import type {
+  DeviceActorSpec, DeviceEvent, DeviceFault, GenerateReply, GenerationRun, LoraOperation, LoraReply,
+} from './device-protocol.js';
 import { EncoderPool } from './encoder-pool.js';
 import {
   DEFAULT_MAX_QUEUED_REQUESTS, EMBEDDED_MODEL_DIR, type EngineOptions,
@@ -34,8 +38,9 @@ import { JobEventHub } from './job-events.js';
 import { DEFAULT_LIMITS, type EngineLimits, type JobPlan, planImageJob, planVideoJob } from './job-plan.js';
 import { JobStore } from './job-store.js';
 import { type ModelProfile, readModelProfile } from './model-profile.js';
-import { type ParallelLayout, describeLayout, resolveParallelLayout } from './parallel-layout.js';
+import { type ParallelLayout, checkServableLayout, describeLayout, resolveParallelLayout } from './parallel-layout.js';
 import { RankGroup } from './rank-group.js';
+import { type FanOutResult, type RankSlot, Replicas } from './replicas.js';
 
 const VERSION = (JSON.parse(readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
 
@@ -52,7 +57,8 @@ interface LiveJob {
   fps: number | null;
   /** Int32Array(1) view of the SharedArrayBuffer the device polls between steps. */
   cancel: Int32Array;
-  fault?: DeviceFault;
+  /** Test-only: the fault and the replica member that fails. */
+  fault?: DeviceFault & { member: number };
   /** Whether the terminal event (completed / failed) has been emitted. */
   ended: boolean;
   decodingReported: boolean;
@@ -62,8 +68,7 @@ interface LiveJob {
 
 type WorkItem =
   | { kind: 'job'; id: string }
-  | { kind: 'lora'; op: LoraOperation; resolve(listing: LoraListing): void; reject(error: unknown): void }
-  | { kind: 'replay' };
+  | { kind: 'lora'; op: LoraOperation; resolve(listing: LoraListing): void; reject(error: unknown): void };
 
 const nowS = (): number => Math.floor(Date.now() / 1000);
 
@@ -85,23 +90,23 @@ export class Supervisor implements EngineApi {
   #state: Readiness = 'loading';
   #loadError: Error | undefined;
   #readyWaiters: { resolve(): void; reject(e: Error): void }[] = [];
-  #device: ActorRef<DeviceRequest> | undefined;
-  /** The device loaded the model at least once. */
+  /** The device ranks and their replicas. */
+  readonly #replicas: Replicas;
+  /** The in-thread parent of the ranks (stopping it stops them all). */
+  #rankGroup: ActorRef | undefined;
+  /** Every rank loaded the model at least once. */
   #loaded = false;
-  /** The device can take work now (false from a crash until its restart finished). */
-  #deviceUp = false;
   /** Settles when the startup LoRA (if any) is merged. */
   #startup: Promise<unknown> = Promise.resolve();
   readonly #queue: WorkItem[] = [];
-  #busy = false;
-  #running: string | undefined;
+  /** A LoRA operation is being applied on the ranks: nothing else is dispatched meanwhile. */
+  #loraRunning = false;
   readonly #live = new Map<string, LiveJob>();
   /** Encodes and writes in progress (they run while the device already works on the next item). */
   readonly #finishing = new Set<Promise<void>>();
   /** Successful LoRA operations, replayed into a restarted device. */
   readonly #loraHistory: LoraOperation[] = [];
   #loraListing: LoraListing = { loaded_adapters: [], active: {} };
-  #peakBytes = 0;
   /** Running mean of job durations on the device, seconds (for Retry-After), and how many it has seen. */
   #meanJobSeconds = 0;
   #timedJobs = 0;
@@ -117,6 +122,7 @@ export class Supervisor implements EngineApi {
     const modelPath = options.modelPath ?? EMBEDDED_MODEL_DIR;
     this.profile = readModelProfile(resolve(modelPath));
     this.layout = resolveParallelLayout(options);
+    checkServableLayout(this.layout, this.profile.family);
     this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.#maxQueued = options.maxQueuedRequests ?? DEFAULT_MAX_QUEUED_REQUESTS;
     if (!Number.isInteger(this.#maxQueued) || this.#maxQueued < 0) throw new Error(`sgld: max queued requests must be a non-negative integer, got ${this.#maxQueued}`);
@@ -150,17 +156,14 @@ export class Supervisor implements EngineApi {
     this.#events = new JobEventHub((error) => this.#log.error('a job event listener threw', { error }));
     this.#pool = new EncoderPool(options.encoderThreads !== undefined ? { maxThreads: options.encoderThreads } : {});
     this.#system = new ActorSystem({ logger: this.#log, askTimeoutMs: 60_000 });
-    if (this.layout.numGpus > 1) {
-      this.#log.warn(`--num-gpus ${this.layout.numGpus} (${describeLayout(this.layout)}) is a valid layout, but sgld runs one rank for now: `
-        + 'the parallel ranks come with the parallelism work; every request runs on rank 0', { numGpus: this.layout.numGpus });
-    }
+    this.#replicas = new Replicas(this.layout);
     if (options.startupLora) {
       // Queued before anything else, so the first job already runs with it (spec 6.5).
       const l = options.startupLora;
       this.#startup = this.#enqueueLora({ op: 'set', entries: [{ nickname: l.nickname ?? 'default', path: l.path, target: 'all', strength: l.scale ?? 1, ...(l.alpha !== undefined ? { alpha: l.alpha } : {}) }] })
         .catch((error: unknown) => this.#fail(new Error(`the startup LoRA ${l.path} could not be set: ${(error as Error).message}`)));
     }
-    this.#startDevice(backend);
+    this.#startDevices(backend);
   }
 
   // ---- EngineApi: facts --------------------------------------------------------------------------------------------
@@ -183,9 +186,9 @@ export class Supervisor implements EngineApi {
   stats(): EngineStats {
     return {
       queued: this.#queue.filter((w) => w.kind === 'job').length,
-      running: this.#running === undefined ? 0 : 1,
+      running: this.#replicas.running,
       jobsByStatus: this.#store.countByStatus(),
-      extra: { 'device_peak_memory_bytes:0': this.#peakBytes },
+      extra: Object.fromEntries(this.#replicas.ranks.map((s) => [`device_peak_memory_bytes:${s.rank}`, s.peakBytes])),
     };
   }
 
@@ -308,58 +311,76 @@ export class Supervisor implements EngineApi {
 
   async #drain(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline && (this.#queue.length > 0 || this.#busy || this.#finishing.size > 0)) {
+    while (Date.now() < deadline && (this.#queue.length > 0 || this.#loraRunning || this.#replicas.busy() || this.#finishing.size > 0)) {
       await new Promise((r) => setTimeout(r, Math.min(50, Math.max(1, deadline - Date.now()))));
     }
   }
 
-  // ---- the device ------------------------------------------------------------------------------------------------
+  // ---- the device ranks -----------------------------------------------------------------------------------------
 
-  #startDevice(backend: 'cpu' | 'cuda'): void {
-    const spec = {
-      modelPath: resolve(this.#info.modelPath), rank: 0, backend, threads: this.#options.threads ?? 0,
+  /**
+   * One DeviceActor per rank, all children of one RankGroup. The ranks share this machine's cores: with several,
+   * each gets max(1, floor(threads / ranks)) op threads (threads: --threads, or the core count), and shared-memory
+   * waits stop spinning when the ranks outnumber the cores.
+   */
+  #startDevices(backend: 'cpu' | 'cuda'): void {
+    const ranks = this.#replicas.ranks.length;
+    const cores = availableParallelism();
+    const threads = ranks === 1 ? this.#options.threads ?? 0 : Math.max(1, Math.floor((this.#options.threads || cores) / ranks));
+    const specs: DeviceActorSpec[] = this.#replicas.ranks.map((slot) => ({
+      modelPath: resolve(this.#info.modelPath), rank: slot.rank, topology: slot.topology, backend, threads,
+      ...(ranks > cores ? { spin: 0 } : {}),
       allowFaults: (this.#options.faultInjection?.length ?? 0) > 0,
-    };
+    }));
+    if (ranks > 1) {
+      this.#log.info(`--num-gpus ${ranks} (${describeLayout(this.layout)}): ${ranks} ${backend.toUpperCase()} ranks in ${this.layout.dp} `
+        + `replica${this.layout.dp === 1 ? '' : 's'} of ${ranks / this.layout.dp}`, { ranks, replicas: this.layout.dp, threadsPerRank: threads });
+    }
     const supervision = {
       restart: 'transient' as const, maxRestarts: this.#options.maxDeviceRestarts ?? 5, withinMs: 60_000,
       backoff: { initialMs: 100, maxMs: 2000 }, stopTimeoutMs: 10_000,
     };
-    this.#system.spawn('ranks-0', () => new RankGroup(spec, {
-      spawned: (device) => { this.#device = device; },
+    this.#rankGroup = this.#system.spawn('ranks', () => new RankGroup(specs, {
+      spawned: (rank, device) => { this.#replicas.ranks[rank]!.ref = device; },
       event: (event) => this.#onDeviceEvent(event),
-      lifecycle: (event) => this.#onDeviceLifecycle(event),
+      lifecycle: (rank, event) => this.#onRankLifecycle(this.#replicas.ranks[rank]!, event),
     }, supervision), { restart: 'temporary' });
   }
 
-  #onDeviceLifecycle(event: LifecycleEvent): void {
+  #onRankLifecycle(slot: RankSlot, event: LifecycleEvent): void {
     if (event.type === 'started') {
-      this.#deviceUp = true;
-      if (!this.#loaded) {
-        this.#loaded = true;
-        this.#log.info('model loaded', { model: this.#info.modelPath, pipeline: this.profile.pipelineClass });
-        void this.#startup.then(() => this.#markReady());
+      slot.up = true;
+      if (!slot.loadedOnce) {
+        slot.loadedOnce = true;
+        if (!this.#loaded && this.#replicas.ranks.every((s) => s.loadedOnce)) {
+          this.#loaded = true;
+          this.#log.info('model loaded', { model: this.#info.modelPath, pipeline: this.profile.pipelineClass, ranks: this.#replicas.ranks.length });
+          void this.#startup.then(() => this.#markReady());
+        }
       } else {
-        this.#log.warn('device restarted with the model reloaded', { incarnation: event.incarnation });
-        if (this.#loraHistory.length > 0) this.#queue.unshift({ kind: 'replay' });
+        this.#log.warn('device restarted with the model reloaded', { rank: slot.rank, incarnation: event.incarnation });
+        // Its weights are the checkpoint's again: it takes work only once the LoRA history is replayed into it.
+        slot.needsReplay = true;
       }
       this.#pump();
     } else if (event.type === 'crashed') {
-      this.#deviceUp = false;
-      if (!this.#loaded) {
+      this.#replicas.markDown(slot);
+      if (!slot.loadedOnce) {
         // A model that failed to load once will fail again: no retries.
-        this.#fail(new Error(`the model failed to load: ${event.error.message}`));
-        if (this.#device) void this.#system.stopActor(this.#device);
+        this.#fail(new Error(`the model failed to load${this.#replicas.ranks.length > 1 ? ` on rank ${slot.rank}` : ''}: ${event.error.message}`));
+        if (this.#rankGroup) void this.#system.stopActor(this.#rankGroup);
       }
     } else if (event.type === 'stopped' && this.#state !== 'stopping') {
-      this.#fail(new Error(`the device stopped (${event.reason}); no job can run`));
+      this.#fail(new Error(`the device${this.#replicas.ranks.length > 1 ? ` rank ${slot.rank}` : ''} stopped (${event.reason}); no job can run`));
     }
   }
 
   #onDeviceEvent(event: DeviceEvent): void {
     if (event.type === 'loaded') {
-      this.#log.info('pipeline loaded on rank 0', { seconds: Number(event.seconds.toFixed(2)), pipeline: event.pipelineClass });
+      this.#log.info(`pipeline loaded on rank ${event.rank}`, { seconds: Number(event.seconds.toFixed(2)), pipeline: event.pipelineClass });
       return;
     }
+    if (this.#replicas.ranks[event.rank]?.member !== 0) return; // progress is the replica leader's
     const live = this.#live.get(event.jobId);
     const job = this.#store.get(event.jobId);
     if (!live || !job || live.ended) return;
@@ -384,7 +405,7 @@ export class Supervisor implements EngineApi {
     if (this.#state === 'stopping') throw ApiError.unavailable('The server is shutting down.', 'shutting_down');
     const queued = this.#queue.filter((w) => w.kind === 'job').length;
     if (queued >= this.#maxQueued) {
-      const waitS = Math.max(1, (queued + 1) * (this.#meanJobSeconds || 5));
+      const waitS = Math.max(1, ((queued + 1) * (this.#meanJobSeconds || 5)) / this.#replicas.count);
       throw ApiError.queueFull(`The job queue is full (${queued} jobs waiting); retry later.`, waitS);
     }
   }
@@ -400,12 +421,12 @@ export class Supervisor implements EngineApi {
     const fault = this.#options.faultInjection?.find((rule) => rule.prompt === params.prompt);
     const live: LiveJob = {
       id: job.id, kind, plan, format, level, fps, cancel: new Int32Array(new SharedArrayBuffer(4)), ended: false, decodingReported: false,
-      ...(fault ? { fault: { kind: fault.kind, atStep: fault.atStep ?? 1 } } : {}),
+      ...(fault ? { fault: { kind: fault.kind, atStep: fault.atStep ?? 1, member: fault.member ?? 0 } } : {}),
     };
     this.#store.add(job);
     this.#live.set(job.id, live);
     const queued = structuredClone(job); // as submitted: the job may start before the caller sees it
-    const position = this.#queue.filter((w) => w.kind === 'job').length + (this.#running ? 1 : 0);
+    const position = this.#queue.filter((w) => w.kind === 'job').length + this.#replicas.running;
     this.#queue.push({ kind: 'job', id: job.id });
     this.#emit(job, { type: 'queued', position });
     this.#pump();
@@ -449,79 +470,127 @@ export class Supervisor implements EngineApi {
     });
   }
 
-  /** Takes the next item when the device is free. One item at a time: the rank group runs one job at a time. */
+  /**
+   * Dispatches what can run now, in FIFO order: jobs to free replicas (several at once with dp > 1); a LoRA
+   * operation at the head waits until every replica is idle and every rank caught up, and holds everything behind
+   * it. Restarted ranks replay the LoRA history first.
+   */
   #pump(): void {
-    if (this.#busy || !this.#deviceUp || this.#device === undefined) return;
-    const item = this.#queue.shift();
-    if (item === undefined) return;
-    this.#busy = true;
-    const work = item.kind === 'job' ? this.#runJob(item.id) : item.kind === 'lora' ? this.#runLora(item) : this.#replayLora();
-    void work.catch((error: unknown) => this.#log.error('work item failed unexpectedly', { error })).finally(() => {
-      this.#busy = false;
-      this.#pump();
-    });
+    if (this.#loraRunning) return;
+    for (const slot of this.#replicas.ranks) {
+      if (slot.up && slot.needsReplay && slot.asks === 0 && !slot.replaying) {
+        void this.#replayLora(slot).catch((error: unknown) => this.#log.error('LoRA replay failed unexpectedly', { error })).finally(() => this.#pump());
+      }
+    }
+    while (this.#queue.length > 0) {
+      const head = this.#queue[0]!;
+      if (head.kind === 'lora') {
+        if (!this.#replicas.allIdle()) return;
+        this.#queue.shift();
+        this.#loraRunning = true;
+        void this.#runLora(head).catch((error: unknown) => this.#log.error('LoRA operation failed unexpectedly', { error })).finally(() => {
+          this.#loraRunning = false;
+          this.#pump();
+        });
+        return;
+      }
+      const live = this.#live.get(head.id);
+      if (!live || live.ended) {
+        this.#queue.shift();
+        continue;
+      }
+      const replica = this.#replicas.reserve(head.id);
+      if (replica === undefined) return;
+      this.#queue.shift();
+      void this.#runJob(live, replica).catch((error: unknown) => this.#log.error('job dispatch failed unexpectedly', { error })).finally(() => {
+        this.#replicas.release(replica);
+        this.#pump();
+      });
+    }
   }
 
+  /**
+   * Applies a LoRA operation on every rank (all ranks must hold the same weights); the answer is the leader's of
+   * replica 0, and ranks that disagree make the engine fail. It answers only after the jobs dispatched before it
+   * have completed (encoded and written), so a client sees its effect ordered after them.
+   */
   async #runLora(item: Extract<WorkItem, { kind: 'lora' }>): Promise<void> {
-    let reply: LoraReply;
-    try {
-      reply = await this.#device!.ask<LoraReply>({ type: 'lora', op: item.op }, { timeoutMs: Infinity });
-    } catch (error) {
-      this.#noteDeviceError(error);
-      item.reject(new ApiError(500, `The LoRA operation failed on the device: ${describeError(error)}`, { code: 'lora_failed', cause: error }));
+    const ahead = [...this.#finishing];
+    const answerAfterAhead = (answer: () => void): void => void Promise.allSettled(ahead).then(answer);
+    const result = await this.#replicas.fanOut<LoraReply>(this.#replicas.ranks, () => ({ type: 'lora', op: item.op }));
+    const replies = result.answers.flatMap((a) => (a.ok ? [a.value] : []));
+    if (replies.length === 0) {
+      const error = result.failures[0]!.error;
+      answerAfterAhead(() => item.reject(new ApiError(500, `The LoRA operation failed on the device: ${describeError(error)}`, { code: 'lora_failed', cause: error })));
+      return;
+    }
+    const reply = replies[0]!; // rank 0's when it answered (ranks are in order)
+    if (replies.some((r) => loraOutcome(r) !== loraOutcome(reply))) {
+      const error = new Error(`the device ranks disagree after a LoRA ${item.op.op}: their weights can no longer be trusted to match`);
+      this.#fail(error);
+      answerAfterAhead(() => item.reject(new ApiError(500, error.message, { code: 'lora_failed' })));
       return;
     }
     if (!reply.ok) {
-      item.reject(new ApiError(reply.status, reply.message, { code: reply.code, param: reply.param }));
+      answerAfterAhead(() => item.reject(new ApiError(reply.status, reply.message, { code: reply.code, param: reply.param })));
       return;
     }
+    // Ranks that crashed meanwhile replay the history, this operation included.
     this.#loraHistory.push(item.op);
     this.#loraListing = reply.listing;
     for (const warning of reply.warnings) this.#log.warn('LoRA', { warning });
-    item.resolve(reply.listing);
+    answerAfterAhead(() => item.resolve(reply.listing));
   }
 
-  /** Brings a restarted device back to the LoRA state it had. */
-  async #replayLora(): Promise<void> {
-    for (const op of this.#loraHistory) {
-      const reply = await this.#device!.ask<LoraReply>({ type: 'lora', op }, { timeoutMs: Infinity }).catch((error: unknown) => {
-        this.#noteDeviceError(error);
-        return { ok: false as const, message: describeError(error) };
-      });
-      if (!reply.ok) this.#log.error('a LoRA operation could not be replayed after a device restart', { op: op.op, message: reply.message });
-      else this.#loraListing = reply.listing;
+  /** Brings a restarted rank back to the LoRA state the others have. */
+  async #replayLora(slot: RankSlot): Promise<void> {
+    slot.replaying = true;
+    try {
+      for (const op of this.#loraHistory) {
+        const { answers: [answer] } = await this.#replicas.fanOut<LoraReply>([slot], () => ({ type: 'lora', op }));
+        if (!answer!.ok) return; // crashed again: it replays after its next restart
+        if (!answer!.value.ok) this.#log.error('a LoRA operation could not be replayed after a device restart', { rank: slot.rank, op: op.op, message: answer!.value.message });
+      }
+      slot.needsReplay = false;
+    } finally {
+      slot.replaying = false;
     }
   }
 
-  async #runJob(id: string): Promise<void> {
-    const live = this.#live.get(id);
+  /**
+   * Runs a job on every rank of a replica (the same request and cancel flag for all) and waits for all of them.
+   * The leader's answer carries the pixels. A failed rank fails the job once; its replica is free again when its
+   * ranks are all back (restarted ones reloaded and caught up).
+   */
+  async #runJob(live: LiveJob, replica: number): Promise<void> {
+    const id = live.id;
     const job = this.#store.get(id);
-    if (!live || !job || live.ended) return;
-    this.#running = id;
+    if (!job) return;
     const t0 = performance.now();
     this.#store.update(id, (j) => { j.status = 'in_progress'; j.startedAt = nowS(); });
     this.#emit(job, { type: 'started' });
-    let reply: GenerateReply;
-    try {
-      reply = await this.#device!.ask<GenerateReply>({
-        type: 'generate', jobId: id, runs: live.plan.runs, cancel: live.cancel.buffer as SharedArrayBuffer,
-        ...(live.fault ? { fault: live.fault } : {}),
-      }, { timeoutMs: Infinity });
-    } catch (error) {
-      this.#noteDeviceError(error);
-      const [code, message] = deviceFailure(error);
+    const slots = this.#replicas.ranksOf(replica);
+    const result: FanOutResult<GenerateReply> = await this.#replicas.fanOut<GenerateReply>(slots, (slot) => {
+      const fault = live.fault && live.fault.member === slot.member ? { kind: live.fault.kind, atStep: live.fault.atStep } : undefined;
+      return {
+        type: 'generate', jobId: id, runs: slot.member === 0 ? live.plan.runs : copyRuns(live.plan.runs),
+        cancel: live.cancel.buffer as SharedArrayBuffer, ...(fault ? { fault } : {}),
+      };
+    });
+    result.answers.forEach((a, i) => { if (a.ok) slots[i]!.peakBytes = Math.max(slots[i]!.peakBytes, a.value.peakBytes); });
+    if (result.failures.length > 0) {
+      const [code, message] = replicaFailure(result.failures.map((f) => f.error));
       this.#failJob(live, code, message);
       return;
-    } finally {
-      this.#running = undefined;
     }
+    const reply = (result.answers[0] as { value: GenerateReply }).value;
     this.#noteDuration((performance.now() - t0) / 1000);
-    this.#peakBytes = Math.max(this.#peakBytes, reply.peakBytes);
     if (reply.status === 'cancelled' || live.ended) {
       this.#failJob(live, 'cancelled', 'Cancelled.');
       return;
     }
-    // The device is free for the next item while this job's outputs are encoded and written.
+    reply.peakBytes = Math.max(...slots.map((s) => s.peakBytes));
+    // The replica is free for the next item while this job's outputs are encoded and written.
     const finishing = this.#finish(live, reply).catch((error: unknown) => {
       this.#failJob(live, 'encoding_failed', `Encoding the outputs failed: ${describeError(error)}`);
     });
@@ -640,16 +709,30 @@ export class Supervisor implements EngineApi {
     this.#events.emit({ ...event, id: job.id, kind: job.kind, status: job.status, progress: job.progress, at: Date.now() } as JobEvent);
   }
 
-  /** A crashed device takes no work until its restart reports `started` (the ask fails before that event). */
-  #noteDeviceError(error: unknown): void {
-    if (error instanceof ActorCrashedError) this.#deviceUp = false;
-  }
-
   #noteDuration(seconds: number): void {
     this.#timedJobs++;
     // A mean over the last ~20 jobs: later jobs weigh more once 20 were seen.
     this.#meanJobSeconds += (seconds - this.#meanJobSeconds) / Math.min(this.#timedJobs, 20);
   }
+}
+
+/**
+ * The job error of a replica whose asks failed (in the order they failed): the first rank that failed is the cause;
+ * peers that then found their process groups broken only followed it.
+ */
+function replicaFailure(errors: readonly unknown[]): [string, string] {
+  const followed = (e: unknown): boolean => e instanceof ActorCrashedError && (e.cause as { code?: string } | undefined)?.code === 'ERR_BARRIER_BROKEN';
+  return deviceFailure(errors.find((e) => !followed(e)) ?? errors[0]);
+}
+
+/** What must agree between ranks after a LoRA operation: the outcome and the resulting listing. */
+function loraOutcome(reply: LoraReply): string {
+  return JSON.stringify(reply.ok ? reply.listing : [reply.status, reply.code, reply.param]);
+}
+
+/** The runs for one more rank: large inputs are transferred to the rank they are sent to, so each rank gets its own. */
+function copyRuns(runs: readonly GenerationRun[]): GenerationRun[] {
+  return runs.map((r) => (r.image ? { ...r, image: { ...r.image, data: r.image.data.slice() } } : r));
 }
 
 /** The job error of a failed device ask: a thread that died, a crash inside the pipeline, or a stopped device. */

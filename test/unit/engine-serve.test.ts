@@ -39,7 +39,7 @@ t.test('serve: URL printed, ready, a job over HTTP, SIGTERM drains it and exits 
   t.ok(url, `the URL is printed (${url})`);
   t.teardown(() => { if (t.passing()) return; t.comment(stderr); });
   t.match(stderr, /no effect in sgld: --warmup-resolutions --warmup-steps/, 'ignored SGLang flags are named');
-  t.match(stderr, /--num-gpus 4 \(dp 1 x tp 1 x cfg 1 x ulysses 2 x ring 2\) is a valid layout/, "the seed's layout is accepted");
+  t.match(stderr, /--num-gpus 4 \(dp 1 x tp 1 x cfg 1 x ulysses 2 x ring 2\): 4 CPU ranks in 1 replica of 4/, "the seed's layout runs 4 CPU ranks");
   t.equal((await fetch(`${url}/health`)).status, 200, '/health answers while loading too');
   const statuses: number[] = [];
   while (statuses.at(-1) !== 200 && statuses.length < 1200) {
