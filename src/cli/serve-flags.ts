@@ -44,7 +44,16 @@ const ACTIVE: Record<string, FlagSpec> = {
   device: { type: 'string', default: 'auto', help: 'auto | cpu | cuda (auto: cuda when a GPU is visible)' },
   threads: { type: 'int', default: 0, help: 'CPU threads per rank (0: all cores)' },
   'max-upload-mb': { type: 'float', default: 50, help: 'largest uploaded or downloaded input image, MiB (413 beyond)' },
+  'max-body-mb': { type: 'float', default: 100, help: 'largest request body, MiB (413 beyond)' },
+  'max-pixels': { type: 'int', default: 4096 * 4096, help: 'largest width x height of an output (400 limit_exceeded beyond)' },
+  'max-frames': { type: 'int', default: 1025, help: 'largest frame count of a video (400 limit_exceeded beyond)' },
+  'max-steps': { type: 'int', default: 1000, help: 'largest num_inference_steps (400 limit_exceeded beyond)' },
+  'body-timeout': { type: 'float', default: 60, help: 'seconds a client has to send its request body (408 beyond)' },
+  'request-timeout': { type: 'float', default: 0, help: 'seconds an image request may wait for its job, queue included; then the job is cancelled and the answer is 504 (0: no limit)' },
   'allow-remote-inputs': { type: 'bool', default: true, help: 'fetch http(s) image URLs of edits and references' },
+  'allow-private-input-urls': { type: 'bool', default: false, help: 'let image URLs reach loopback, private and link-local addresses (refused by default)' },
+  'remote-fetch-timeout': { type: 'float', default: 10, help: 'seconds one image URL download attempt may take' },
+  'lora-dir': { type: 'list', help: 'folders lora_path of /v1/set_lora may name (default: none, so requests can only set cached adapters)' },
   help: { type: 'bool', default: false, help: 'show this help' },
 };
 

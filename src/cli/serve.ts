@@ -12,7 +12,7 @@ import { Supervisor } from '../actors/supervisor.js';
 import { startHttpServer, type HttpServer, type HttpServerOptions } from '../http/server.js';
 import { consoleLogger, type LogLevel, type Logger } from '../kernel/index.js';
 import { loadNativeLibrary } from '../runtime/native.js';
-import { type FlagValues, UsageError, formatFlags, parseFlags } from './args.js';
+import { type FlagValues, UsageError, flagKey, formatFlags, parseFlags } from './args.js';
 import { ProgressBar } from './progress.js';
 import { configFileArgs } from './serve-config.js';
 import { PRECISIONS, SERVE_FLAGS, choice, ignoredFlags, serveHelp } from './serve-flags.js';
@@ -68,6 +68,16 @@ function serveConfig(v: FlagValues): ServeConfig {
   if (!(threads >= 0)) throw new UsageError(`--threads must be >= 0, got ${threads}`);
   const maxUploadMb = num('maxUploadMb')!;
   if (!(maxUploadMb > 0)) throw new UsageError(`--max-upload-mb must be positive, got ${maxUploadMb}`);
+  const maxBodyMb = num('maxBodyMb')!;
+  if (!(maxBodyMb > 0)) throw new UsageError(`--max-body-mb must be positive, got ${maxBodyMb}`);
+  const limits = { maxPixels: positiveInt(v, 'max-pixels'), maxFrames: positiveInt(v, 'max-frames'), maxSteps: positiveInt(v, 'max-steps') };
+  const seconds = (name: string): number => {
+    const value = v[flagKey(name)] as number;
+    if (!(value >= 0)) throw new UsageError(`--${name} must be >= 0 seconds, got ${value}`);
+    return Math.round(value * 1000);
+  };
+  const loraDirs = (v.loraDir as string[] | undefined) ?? [];
+  for (const dir of loraDirs) if (!existsSync(dir)) throw new UsageError(`--lora-dir ${dir} does not exist`);
 
   const parallel = {
     numGpus: num('numGpus'), tpSize: num('tpSize'), spDegree: num('spDegree'), ulyssesDegree: num('ulyssesDegree'),
@@ -99,7 +109,9 @@ function serveConfig(v: FlagValues): ServeConfig {
     backend,
     threads,
     maxQueuedRequests: maxQueued,
+    limits,
     loraMergeMode,
+    ...faultInjectionFromEnv(),
     ...(choice(v, 'dit-precision', PRECISIONS) ? { ditPrecision: choice(v, 'dit-precision', PRECISIONS) as Precision } : {}),
     ...(choice(v, 'vae-precision', PRECISIONS) ? { vaePrecision: choice(v, 'vae-precision', PRECISIONS) as Precision } : {}),
     ...(loraPath !== undefined ? {
@@ -112,9 +124,45 @@ function serveConfig(v: FlagValues): ServeConfig {
     ...(str('apiKey') ? { apiKey: str('apiKey') } : {}),
     ...(str('adminApiKey') ? { adminApiKey: str('adminApiKey') } : {}),
     maxUploadBytes: Math.round(maxUploadMb * 1024 * 1024),
+    maxBodyBytes: Math.round(maxBodyMb * 1024 * 1024),
+    bodyTimeoutMs: seconds('body-timeout'),
+    requestTimeoutMs: seconds('request-timeout'),
     remoteInputs: v.allowRemoteInputs === true,
+    allowPrivateUrls: v.allowPrivateInputUrls === true,
+    remoteFetchTimeoutMs: seconds('remote-fetch-timeout'),
+    // Requests may only name LoRA files inside these folders; none given: no file at all.
+    loraRoots: loraDirs.map((d) => resolve(d)),
   };
   return { engine, http, logLevel, shutdownTimeoutMs: shutdownTimeout * 1000, ignored: ignoredFlags(v) };
+}
+
+function positiveInt(v: FlagValues, name: string): number {
+  const value = v[flagKey(name)] as number;
+  if (!Number.isInteger(value) || value < 1) throw new UsageError(`--${name} must be a positive integer, got ${value}`);
+  return value;
+}
+
+/**
+ * Test-only fault injection (EngineOptions.faultInjection) for tests that run `sgld serve` as a process:
+ * SGLD_FAULT_INJECTION holds a JSON list of rules `{"prompt", "kind": "exit" | "throw", "atStep"?}`. A job whose
+ * prompt equals a rule's makes its DeviceActor fail that way. Never set it in production.
+ */
+export function faultInjectionFromEnv(env: NodeJS.ProcessEnv = process.env): Pick<EngineOptions, 'faultInjection'> {
+  const text = env.SGLD_FAULT_INJECTION;
+  if (text === undefined || text === '') return {};
+  let rules: unknown;
+  try {
+    rules = JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`SGLD_FAULT_INJECTION is not valid JSON: ${(e as Error).message}`);
+  }
+  const valid = Array.isArray(rules) && rules.every((r: unknown) => {
+    const rule = r as { prompt?: unknown; kind?: unknown; atStep?: unknown };
+    return typeof rule?.prompt === 'string' && (rule.kind === 'exit' || rule.kind === 'throw')
+      && (rule.atStep === undefined || (Number.isInteger(rule.atStep) && (rule.atStep as number) >= 1));
+  });
+  if (!valid) throw new UsageError('SGLD_FAULT_INJECTION must be a JSON list of {"prompt": string, "kind": "exit" | "throw", "atStep"?: positive integer}');
+  return { faultInjection: rules as NonNullable<EngineOptions['faultInjection']> };
 }
 
 /** A local Diffusers folder is required; a hub id gets a message that says what to do instead. */
@@ -170,7 +218,12 @@ export async function startServe(config: ServeConfig, logger: Logger = consoleLo
   try {
     http = await startHttpServer(engine, {
       ...config.http,
-      logger: { info: (m) => logger.info(m, { component: 'http' }), warn: (m) => logger.warn(m, { component: 'http' }), error: (m) => logger.error(m, { component: 'http' }) },
+      logger: {
+        debug: (m, f) => logger.debug(m, { component: 'http', ...f }),
+        info: (m, f) => logger.info(m, { component: 'http', ...f }),
+        warn: (m, f) => logger.warn(m, { component: 'http', ...f }),
+        error: (m, f) => logger.error(m, { component: 'http', ...f }),
+      },
     });
   } catch (e) {
     await engine.stop({ drainTimeoutMs: 0 });
@@ -198,6 +251,7 @@ export async function serveCommand(argv: readonly string[]): Promise<number> {
   const bar = new ProgressBar(process.stderr);
   const logger = consoleLogger(parsed.logLevel);
   if (parsed.ignored.length > 0) logger.warn(`accepted for SGLang compatibility, no effect in sgld: ${parsed.ignored.join(' ')}`);
+  if (parsed.engine.faultInjection) logger.warn('SGLD_FAULT_INJECTION is set: test-only device faults are armed', { rules: parsed.engine.faultInjection });
   let server: ServeHandle;
   try {
     server = await startServe(parsed, logger);
@@ -218,7 +272,7 @@ export async function serveCommand(argv: readonly string[]): Promise<number> {
     await server.stop();
     return 1;
   }
-  const unsubscribe = loaded === 'ready' ? showJobs(engine, bar) : () => undefined;
+  const unsubscribe = loaded === 'ready' ? showJobs(engine, bar, logger) : () => undefined;
   if (loaded === 'ready') bar.note(`ready: ${url}/ready answers 200`);
   await stopSignal;
   bar.note(`stopping: no new jobs; waiting up to ${parsed.shutdownTimeoutMs / 1000} s for queued and running ones`);
@@ -259,17 +313,24 @@ async function waitForModel(engine: Supervisor, bar: ProgressBar, stop: Promise<
   }
 }
 
-/** A progress bar of the running job on a terminal; a line per finished job otherwise. */
-function showJobs(engine: Supervisor, bar: ProgressBar): () => void {
+/**
+ * A progress bar of the running job on a terminal, and one structured log line per job start and end (with its
+ * job id; the HTTP access line of the request that submitted it carries the same job id next to the request id).
+ */
+function showJobs(engine: Supervisor, bar: ProgressBar, logger: Logger): () => void {
   const tty = (process.stderr as { isTTY?: boolean }).isTTY === true;
   const started = new Map<string, number>();
   return engine.subscribe((e) => {
-    if (e.type === 'started') started.set(e.id, e.at);
-    else if (e.type === 'step' && tty) bar.update(`${e.kind} ${e.id.slice(0, 8)}`, e.step, e.total, e.eta ?? undefined);
+    if (e.type === 'started') {
+      started.set(e.id, e.at);
+      logger.info('job started', { component: 'jobs', job_id: e.id, kind: e.kind });
+    } else if (e.type === 'step' && tty) bar.update(`${e.kind} ${e.id.slice(0, 8)}`, e.step, e.total, e.eta ?? undefined);
     else if (e.type === 'completed' || e.type === 'failed') {
-      const seconds = started.has(e.id) ? ` in ${((e.at - started.get(e.id)!) / 1000).toFixed(1)} s` : '';
+      const seconds = started.has(e.id) ? Number(((e.at - started.get(e.id)!) / 1000).toFixed(3)) : null;
       started.delete(e.id);
-      bar.note(e.type === 'completed' ? `${e.kind} ${e.id} completed${seconds}` : `${e.kind} ${e.id} failed (${e.error.code}): ${e.error.message}`);
+      if (tty) bar.done();
+      if (e.type === 'completed') logger.info('job completed', { component: 'jobs', job_id: e.id, kind: e.kind, seconds });
+      else logger.warn('job failed', { component: 'jobs', job_id: e.id, kind: e.kind, seconds, progress: e.progress, error_code: e.error.code, error: e.error.message });
     }
   });
 }

@@ -10,6 +10,12 @@ export const DEFAULT_SEED = 1024;
 /** n is 1..10 in SGLang (clamped there, rejected here: spec 12). */
 export const MAX_OUTPUTS = 10;
 
+/**
+ * Longest text-encoder window a request may ask for: twice the 512 tokens the served families' encoders use
+ * (Wan's UMT5, Z-Image's Qwen3); prompts are padded to it, so a huge value would allocate without bound.
+ */
+export const MAX_SEQUENCE_LENGTH = 1024;
+
 export const QUALITY_WORDS = [...Object.keys(QUALITY_PRESETS), 'default'] as const;
 
 export const GENERATION_FIELDS = {
@@ -23,7 +29,7 @@ export const GENERATION_FIELDS = {
   true_cfg_scale: field.number(),
   seed: field.integerOrList(),
   generator_device: field.oneOf(['cuda', 'cpu'] as const, { caseInsensitive: true }).default('cuda'),
-  max_sequence_length: field.integer({ min: 1 }),
+  max_sequence_length: field.integer({ min: 1, max: MAX_SEQUENCE_LENGTH, code: 'limit_exceeded' }),
   flow_shift: field.number(),
   enable_teacache: field.boolean().default(false),
   output_quality: field.oneOf(QUALITY_WORDS, { code: 'invalid_output_quality', caseInsensitive: true }).default('default'),

@@ -7,6 +7,7 @@ import {
   GENERATION_FIELDS, IMAGE_FORMAT_FIELDS, MAX_OUTPUTS, generationParams, imageFormat, qualityLevel,
 } from './generation-fields.js';
 import { notReadyError } from './health.js';
+import { isJobIdSyntax } from './ids.js';
 import { decodeInput, loadImageUrl } from './inputs.js';
 import { parseJsonObject } from './json.js';
 import { type Form, lastValues, parseMultipart } from './multipart.js';
@@ -78,10 +79,10 @@ async function editInputs(form: Form, server: ServerContext): Promise<InputImage
     throw new ApiError(422, "Field 'image' or 'url' is required", { param: 'image', code: 'missing_required_field' });
   }
   const decoded: Promise<InputImage>[] = files.map((f) =>
-    decodeInput({ data: f.data, filename: f.filename, contentType: f.contentType, source: 'upload' }, f.name));
+    decodeInput({ data: f.data, filename: f.filename, contentType: f.contentType, source: 'upload' }, f.name, server.options.maxInputPixels));
   urls.forEach((u, i) => {
     const param = form.fields.get('url')?.includes(u) ? 'url' : 'url[]';
-    decoded.push(loadImageUrl(u, param, i, server.options).then((raw) => decodeInput(raw, param)));
+    decoded.push(loadImageUrl(u, param, i, server.options).then((raw) => decodeInput(raw, param, server.options.maxInputPixels)));
   });
   // Settle all before throwing, so no decode keeps running after the answer.
   const results = await Promise.allSettled(decoded);
@@ -95,14 +96,24 @@ async function editInputs(form: Form, server: ServerContext): Promise<InputImage
 async function runImageJob(server: ServerContext, ctx: RouteContext, req: ImageRequest): Promise<void> {
   const abort = new AbortController();
   ctx.reply.onAbort(() => abort.abort('client went away'));
-  const { result } = await server.engine.submitImageJob(req.params, { signal: abort.signal });
+  const { id, result } = await server.engine.submitImageJob(req.params, { signal: abort.signal });
+  ctx.annotate({ job_id: id });
+  // The request's time limit (queue wait included): past it the job is cancelled like a departed client's.
+  const limitMs = server.options.requestTimeoutMs;
+  let timedOut = false;
+  const timer = limitMs > 0 ? setTimeout(() => { timedOut = true; abort.abort('request timeout'); }, limitMs) : undefined;
   let out: ImageResult;
   try {
     out = await result;
   } catch (err) {
+    if (timedOut) {
+      throw new ApiError(504, `The image request took longer than this server's limit of ${limitMs / 1000} s (--request-timeout); its job ${id} was cancelled`, { code: 'request_timeout' });
+    }
     if (err instanceof ApiError || (err as { status?: unknown }).status !== undefined) throw err;
-    server.log.error(`image generation failed: ${(err as Error).stack ?? err}`);
+    server.log.error(`image generation failed: ${(err as Error).stack ?? err}`, { request_id: ctx.requestId, job_id: id });
     throw new ApiError(500, `Image generation failed: ${(err as Error).message ?? err}`, { code: 'generation_failed' });
+  } finally {
+    clearTimeout(timer);
   }
   ctx.reply.json(200, imageResponse(out, req.responseFormat));
 }
@@ -169,8 +180,9 @@ export function imageRoutes(server: ServerContext): Route[] {
     },
     {
       method: 'GET', pattern: '/v1/images/{image_id}/content', auth: 'normal',
-      handler: async ({ params, info, reply }) => {
-        const job = await server.engine.getJob(params.image_id!);
+      handler: async ({ params, info, reply, annotate }) => {
+        annotate({ job_id: params.image_id });
+        const job = isJobIdSyntax(params.image_id) ? await server.engine.getJob(params.image_id) : undefined;
         if (!job || job.kind !== 'image') throw ApiError.notFound('Image not found', 'image_not_found', 'image_id');
         const variant = info.query.get('variant');
         const index = variant === null ? 0 : /^\d+$/.test(variant) ? Number(variant) : -1;

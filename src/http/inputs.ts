@@ -3,10 +3,12 @@
 // job exists (spec 3.2, 5.3).
 import { realpath, readFile, stat } from 'node:fs/promises';
 import { basename, extname, sep } from 'node:path';
+import sharp from 'sharp';
 import type { InputImage } from '../actors/api.js';
 import { decodeImage } from '../media/image.js';
 import type { ResolvedHttpOptions } from './context.js';
 import { ApiError } from './errors.js';
+import { fetchRemoteImage } from './remote-image.js';
 
 export interface RawInput {
   data: Uint8Array;
@@ -29,7 +31,31 @@ export function rejectVideoInput(input: Pick<RawInput, 'filename' | 'contentType
   }
 }
 
-export async function decodeInput(raw: RawInput, param: string): Promise<InputImage> {
+/**
+ * Raster formats accepted as inputs. SVG (which libvips renders and which can name other resources) and the
+ * document formats some libvips builds read are refused.
+ */
+const DECODED_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'avif', 'heif']);
+
+/**
+ * Decodes an input after reading only its header for the pixel count, so a small file that declares a huge
+ * picture (a decompression bomb) is refused before its pixels are allocated.
+ */
+export async function decodeInput(raw: RawInput, param: string, maxPixels: number): Promise<InputImage> {
+  let width: number | undefined, height: number | undefined, format: string | undefined;
+  try {
+    ({ width, height, format } = await sharp(raw.data).metadata());
+  } catch (err) {
+    throw sourceError(param, `${raw.filename} is not a decodable image (${(err as Error).message})`);
+  }
+  if (format === undefined || !DECODED_FORMATS.has(format)) {
+    throw sourceError(param, `${raw.filename} is ${format ?? 'of an unknown format'}; input images must be PNG, JPEG, WebP, GIF, TIFF or AVIF`, 'unsupported_image_format');
+  }
+  if (width !== undefined && height !== undefined && width * height > maxPixels) {
+    throw new ApiError(400, `${param}: ${raw.filename} is ${width}x${height} (${width * height} pixels); this server decodes input images of at most ${maxPixels} pixels`, {
+      param, code: 'image_too_large',
+    });
+  }
   try {
     return { ...raw, image: await decodeImage(raw.data) };
   } catch (err) {
@@ -68,51 +94,12 @@ function parseDataUrl(url: string, param: string, index: number, maxBytes: numbe
   return { data: new Uint8Array(Buffer.from(payload, 'base64')), filename: `url_${index}.${EXTENSION_OF[contentType] ?? 'img'}`, contentType, source: 'url' };
 }
 
-/** Retried statuses and back-off of SGLang's downloader (3 attempts: 0.2 s, then 0.4 s between them). */
-const RETRY_DELAYS_MS = [200, 400];
-const retryable = (status: number): boolean => status === 429 || status >= 500;
-
 async function fetchImage(url: string, param: string, index: number, options: ResolvedHttpOptions): Promise<RawInput> {
-  let lastProblem = '';
-  for (let attempt = 0; attempt <= RETRY_DELAYS_MS.length; attempt++) {
-    if (attempt > 0) await new Promise((r) => setTimeout(r, RETRY_DELAYS_MS[attempt - 1]));
-    let response: Response;
-    try {
-      response = await fetch(url, { signal: AbortSignal.timeout(options.remoteFetchTimeoutMs), redirect: 'follow' });
-    } catch (err) {
-      lastProblem = `download failed (${(err as Error).message})`;
-      continue;
-    }
-    if (!response.ok) {
-      lastProblem = `download answered HTTP ${response.status}`;
-      await response.body?.cancel();
-      if (retryable(response.status)) continue;
-      break;
-    }
-    const contentType = (response.headers.get('content-type') ?? 'application/octet-stream').split(';')[0]!.trim().toLowerCase();
-    if (!contentType.startsWith('image/') && contentType !== 'application/octet-stream') {
-      await response.body?.cancel();
-      throw sourceError(param, `${url} is not an image (content type ${contentType})`);
-    }
-    const data = await readLimited(response, options.maxUploadBytes, param);
-    const name = basename(new URL(url).pathname) || `url_${index}.${EXTENSION_OF[contentType] ?? 'img'}`;
-    return { data, filename: name, contentType, source: 'url' };
-  }
-  throw sourceError(param, `${url}: ${lastProblem}`, 'image_download_failed');
-}
-
-async function readLimited(response: Response, maxBytes: number, param: string): Promise<Uint8Array> {
-  const declared = Number(response.headers.get('content-length'));
-  const tooLarge = (): ApiError => new ApiError(413, `The image in ${param} is larger than the limit of ${maxBytes} bytes`, { param, code: 'file_too_large' });
-  if (declared > maxBytes) { await response.body?.cancel(); throw tooLarge(); }
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for await (const chunk of response.body ?? []) {
-    total += chunk.byteLength;
-    if (total > maxBytes) throw tooLarge();
-    chunks.push(chunk);
-  }
-  return new Uint8Array(Buffer.concat(chunks, total));
+  const image = await fetchRemoteImage(url, param, {
+    maxBytes: options.maxUploadBytes, timeoutMs: options.remoteFetchTimeoutMs, allowPrivate: options.allowPrivateUrls,
+  });
+  const name = basename(image.finalUrl.pathname) || `url_${index}.${EXTENSION_OF[image.contentType] ?? 'img'}`;
+  return { data: image.data, filename: name, contentType: image.contentType, source: 'url' };
 }
 
 /**

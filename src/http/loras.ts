@@ -1,6 +1,7 @@
 // LoRA management (spec 6). The three mutators are "admin-optional" routes (spec 1.2); list_loras is normal.
 // Bodies are JSON whatever the Content-Type says (curl -d sends form-urlencoded; spec 6 [sgld]); empty = defaults.
 import { ApiError, type LoraSetEntry, type SetLoraParams } from '../actors/api.js';
+import { isInsideRoots } from './confine.js';
 import type { ServerContext } from './context.js';
 import { invalidField, schemaError } from './errors.js';
 import { parseJsonObject } from './json.js';
@@ -86,7 +87,19 @@ function setMessage(p: SetLoraParams): string {
     + `(target: ${targets.join(', ')}, strength: ${p.entries.map((e) => e.strength.toFixed(2)).join(', ')})`;
 }
 
-export function loraRoutes({ engine }: ServerContext): Route[] {
+/** [sgld] `lora_path` only inside the server's LoRA folders (`--lora-dir`), when it has a list of them. */
+async function checkLoraPaths(params: SetLoraParams, roots: readonly string[] | undefined): Promise<void> {
+  if (roots === undefined) return;
+  for (const [i, e] of params.entries.entries()) {
+    if (e.path === null || await isInsideRoots(e.path, roots)) continue;
+    const where = params.entries.length > 1 ? `lora_path[${i}]` : 'lora_path';
+    throw invalidField('lora_path', roots.length === 0
+      ? `${where}: this server loads no LoRA files named by requests (start it with --lora-dir DIR to allow a folder); cached nicknames can still be set with lora_path null`
+      : `${where} must lie inside one of the server's LoRA folders (--lora-dir)`, 'lora_path_not_allowed');
+  }
+}
+
+export function loraRoutes({ engine, options }: ServerContext): Route[] {
   const requireLora = (): void => {
     if (!engine.model().supportsLora) throw new ApiError(400, 'This pipeline does not support LoRA adapters', { code: 'lora_not_supported' });
   };
@@ -97,6 +110,7 @@ export function loraRoutes({ engine }: ServerContext): Route[] {
       method: 'POST', pattern: '/v1/set_lora', auth: 'admin',
       handler: async (ctx) => {
         const params = setLoraParams(await body(ctx.body()));
+        await checkLoraPaths(params, options.loraRoots);
         requireLora();
         const result = await engine.setLora(params);
         ctx.reply.json(200, ok(result.message ?? setMessage(params)));

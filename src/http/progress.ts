@@ -12,6 +12,7 @@ import { ApiError, type JobEvent, type JobRecord, type JobStatus } from '../acto
 import type { Authenticator } from './auth.js';
 import type { ServerContext } from './context.js';
 import { toApiError } from './errors.js';
+import { isJobIdSyntax } from './ids.js';
 import { Reply } from './reply.js';
 import { readRequest } from './request.js';
 import { type Route, matchPattern } from './router.js';
@@ -91,7 +92,7 @@ export class ProgressHub {
             const params = matchPattern(EVENTS_PATTERN, info.path);
             this.auth.check('normal', info.headers);
             if (!params) throw ApiError.notFound(`No WebSocket endpoint at ${info.path}`, 'route_not_found');
-            const job = await this.server.engine.getJob(params.job_id!);
+            const job = isJobIdSyntax(params.job_id) ? await this.server.engine.getJob(params.job_id) : undefined;
             if (!job) throw ApiError.notFound('Job not found', 'job_not_found', 'job_id');
             if (reply.aborted) return;
             res.cork(() => res.upgrade<SocketData>({ jobId: job.id, job }, key, protocol, extensions, context));

@@ -10,16 +10,24 @@ export interface RequestInfo {
   query: URLSearchParams;
   /** Header names lower-case; repeated headers joined with ", ". */
   headers: Record<string, string>;
+  /** Size of the request head as received (request line and header lines, roughly), for the header limit. */
+  headBytes: number;
 }
 
 export function readRequest(req: HttpRequest): RequestInfo {
   const headers: Record<string, string> = {};
-  req.forEach((key, value) => { headers[key] = key in headers ? `${headers[key]}, ${value}` : value; });
+  const path = req.getUrl(), rawQuery = req.getQuery() ?? '';
+  let headBytes = path.length + rawQuery.length + 16;
+  req.forEach((key, value) => {
+    headBytes += key.length + value.length + 4;
+    headers[key] = key in headers ? `${headers[key]}, ${value}` : value;
+  });
   return {
     method: req.getCaseSensitiveMethod().toUpperCase(),
-    path: req.getUrl(),
-    query: new URLSearchParams(req.getQuery() ?? ''),
+    path,
+    query: new URLSearchParams(rawQuery),
     headers,
+    headBytes,
   };
 }
 

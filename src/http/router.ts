@@ -13,6 +13,10 @@ export interface RouteContext {
   reply: Reply;
   /** The request body (POST); an empty buffer for methods without one. Rejects with 413 past the limit. */
   body(): Promise<Buffer>;
+  /** This request's id (the `X-Request-Id` answer header), for log lines. */
+  requestId: string;
+  /** Adds fields (e.g. `job_id`) to the request's access log line. */
+  annotate(fields: Record<string, unknown>): void;
 }
 
 export interface Route {

@@ -60,13 +60,23 @@ function asString(v: unknown, param: string): string {
   return v;
 }
 
+/** Longest text field accepted (prompts included): far beyond any text encoder's token window (512 for UMT5). */
+export const MAX_TEXT_CHARS = 64 * 1024;
+
+function asText(v: unknown, param: string, maxChars: number): string {
+  const s = asString(v, param);
+  if (s.length > maxChars) throw invalidField(param, `${param} has ${s.length} characters; this server accepts at most ${maxChars}`, 'text_too_long');
+  return s;
+}
+
 function asInteger(v: unknown, param: string): number {
-  if (typeof v === 'number' && Number.isInteger(v)) return v;
-  if (typeof v === 'string' && /^\s*[+-]?\d+\s*$/.test(v)) {
-    const n = Number(v);
-    if (Number.isSafeInteger(n)) return n;
-  }
-  throw schemaError(param, `${param} must be an integer; got ${describe(v)}`);
+  let n: number | undefined;
+  if (typeof v === 'number' && Number.isInteger(v)) n = v;
+  else if (typeof v === 'string' && /^\s*[+-]?\d+\s*$/.test(v)) n = Number(v);
+  if (n === undefined) throw schemaError(param, `${param} must be an integer; got ${describe(v)}`);
+  // Beyond 2^53 a JSON number no longer names one integer (1e20 + 1 === 1e20): refuse rather than round.
+  if (!Number.isSafeInteger(n)) throw invalidField(param, `${param} is out of range: ${describe(v)} is beyond +-${Number.MAX_SAFE_INTEGER}`, 'invalid_value');
+  return n;
 }
 
 function asNumber(v: unknown, param: string): number {
@@ -108,7 +118,8 @@ function checkRange(n: number, param: string, o: RangeOptions, what: string): nu
 }
 
 export const field = {
-  string: () => Field.of<string>((v, p) => asString(v, p)),
+  /** A string of at most `maxChars` characters (default MAX_TEXT_CHARS; 400 `text_too_long` beyond). */
+  string: (o: { maxChars?: number } = {}) => Field.of<string>((v, p) => asText(v, p, o.maxChars ?? MAX_TEXT_CHARS)),
   /** A string that must be one of `words` (400 otherwise); `caseInsensitive` lower-cases first. */
   oneOf: <W extends string>(words: readonly W[], options: { code?: string; caseInsensitive?: boolean } = {}) =>
     Field.of<W>((v, p) => {

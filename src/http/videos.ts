@@ -5,6 +5,7 @@ import type { ServerContext } from './context.js';
 import { invalidField } from './errors.js';
 import { GENERATION_FIELDS, MAX_OUTPUTS, generationParams, qualityLevel } from './generation-fields.js';
 import { notReadyError } from './health.js';
+import { isJobIdSyntax } from './ids.js';
 import { type RawInput, decodeInput, loadImageUrl, loadServerPath, rejectVideoInput } from './inputs.js';
 import { parseJsonObject } from './json.js';
 import { type Form, parseMultipart } from './multipart.js';
@@ -30,7 +31,8 @@ const VIDEO_SCHEMA = {
   n: field.integer({ min: 1, max: MAX_OUTPUTS, code: 'invalid_n' }),
   num_outputs_per_prompt: field.integer({ min: 1, max: MAX_OUTPUTS, code: 'invalid_n' }),
   guidance_scale_2: field.number(),
-  reference_url: field.string(),
+  // A data: URL can be as long as the body limit allows.
+  reference_url: field.string({ maxChars: Infinity }),
   output_path: field.string(),
 };
 
@@ -114,7 +116,7 @@ async function referenceImage(body: VideoBody, server: ServerContext): Promise<I
   if (!load) return undefined;
   const raw = await load();
   rejectVideoInput(raw, param);
-  return decodeInput(raw, param);
+  return decodeInput(raw, param, server.options.maxInputPixels);
 }
 
 async function videoRequest(body: VideoBody, server: ServerContext): Promise<VideoJobParams> {
@@ -190,8 +192,8 @@ function videoVariant(v: string | null): number {
 
 export function videoRoutes(server: ServerContext): Route[] {
   const { engine } = server;
-  const videoJob = async (id: string): Promise<JobRecord> => {
-    const job = await engine.getJob(id);
+  const videoJob = async (id: string | undefined): Promise<JobRecord> => {
+    const job = isJobIdSyntax(id) ? await engine.getJob(id) : undefined;
     if (!job || job.kind !== 'video') throw videoNotFound();
     return job;
   };
@@ -204,6 +206,7 @@ export function videoRoutes(server: ServerContext): Route[] {
         const notReady = notReadyError(engine.readiness());
         if (notReady) throw notReady;
         const job = await engine.submitVideoJob(params);
+        ctx.annotate({ job_id: job.id });
         ctx.reply.json(200, videoObject(job));
       },
     },
@@ -223,12 +226,16 @@ export function videoRoutes(server: ServerContext): Route[] {
     },
     {
       method: 'GET', pattern: '/v1/videos/{video_id}', auth: 'normal',
-      handler: async ({ params, reply }) => reply.json(200, videoObject(await videoJob(params.video_id!))),
+      handler: async ({ params, reply, annotate }) => {
+        annotate({ job_id: params.video_id });
+        reply.json(200, videoObject(await videoJob(params.video_id)));
+      },
     },
     {
       method: 'DELETE', pattern: '/v1/videos/{video_id}', auth: 'normal',
-      handler: async ({ params, reply }) => {
-        await videoJob(params.video_id!);
+      handler: async ({ params, reply, annotate }) => {
+        annotate({ job_id: params.video_id });
+        await videoJob(params.video_id);
         const job = await engine.deleteJob(params.video_id!);
         if (!job) throw videoNotFound();  // deleted concurrently
         // [sgld] the union of SGLang's answer (the job, status deleted) and the SDK's type (spec 5.9).
@@ -237,8 +244,9 @@ export function videoRoutes(server: ServerContext): Route[] {
     },
     {
       method: 'GET', pattern: '/v1/videos/{video_id}/content', auth: 'normal',
-      handler: async ({ params, info, reply }) => {
-        const job = await videoJob(params.video_id!);
+      handler: async ({ params, info, reply, annotate }) => {
+        annotate({ job_id: params.video_id });
+        const job = await videoJob(params.video_id);
         const variant = info.query.get('variant');
         const index = videoVariant(variant);
         if (job.status === 'failed') throw ApiError.notFound(`Video generation failed: ${job.error?.message ?? 'unknown error'}`, 'video_failed');
