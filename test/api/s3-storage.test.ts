@@ -11,6 +11,8 @@ import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, S3Client } fr
 import { APIError } from 'openai';
 import sharp from 'sharp';
 import t from 'tap';
+import type { JobRecord } from '../../src/actors/api.js';
+import { INDEX_FILE } from '../../src/actors/job-store.js';
 import { ffmpegPath } from '../../src/media/video.js';
 import { type RunningServer, startApiServer } from '../helpers/api-server.js';
 
@@ -96,6 +98,17 @@ const S3_ENV: Record<string, string> = {
   SGLANG_S3_ENDPOINT_URL: `${endpoint}/`,
 };
 
+/** Output 0's cloud URL as the job index on disk has it (written asynchronously: polled for up to 5 s). */
+async function indexedCloudUrl(id: string): Promise<string | null | undefined> {
+  let url: string | null | undefined;
+  for (let tries = 0; tries < 100 && !url; tries++) {
+    const index = JSON.parse(readFileSync(join(outputs, INDEX_FILE), 'utf8')) as { jobs: JobRecord[] };
+    url = index.jobs.find((j) => j.id === id)?.outputs[0]?.cloudUrl;
+    if (!url) await new Promise((r) => setTimeout(r, 50));
+  }
+  return url;
+}
+
 /** The error answer of a raw request: status and the spec 1.4 envelope. */
 async function errorOf(url: string): Promise<{ status: number; error: { message: string; code: string | null; type: string } }> {
   const r = await fetch(url);
@@ -170,6 +183,7 @@ t.test('uploads succeed: cloud URLs, objects with content types, local files gon
     t.notOk(existsSync(join(outputs, key)), 'the local MP4 was deleted');
     const listed = (await run.client.videos.list({ limit: 10 })).data.find((v) => v.id === created.id) as unknown as { url: string };
     t.equal(listed.url, fields.url, 'list shows the same url');
+    t.equal(await indexedCloudUrl(created.id), fields.url, 'the on-disk job index keeps the URL (it survives a restart)');
 
     const object = await getObject(key);
     t.equal(object.contentType, 'video/mp4');
