@@ -10,7 +10,7 @@ import { EMBEDDED_MODEL_DIR } from '../../src/actors/engine-options.js';
 import { checkSize, modelFrames, outputSeeds } from '../../src/actors/job-plan.js';
 import { INDEX_FILE, JobStore, isJobId } from '../../src/actors/job-store.js';
 import { readModelProfile } from '../../src/actors/model-profile.js';
-import { resolveParallelLayout } from '../../src/actors/parallel-layout.js';
+import { checkServableLayout, resolveParallelLayout } from '../../src/actors/parallel-layout.js';
 import { UsageError } from '../../src/cli/args.js';
 import { parseYamlConfig } from '../../src/cli/serve-config.js';
 import { type ServeConfig, parseServeArgs } from '../../src/cli/serve.js';
@@ -78,6 +78,17 @@ t.test('parallel layouts of spec 10.2', async (t) => {
   ];
   for (const [flags, message] of bad) t.throws(() => resolveParallelLayout(flags), { name: 'ParallelLayoutError', message }, JSON.stringify(flags));
   t.match(resolveParallelLayout({ numGpus: 4, ringDegree: 4, attentionBackend: 'fa3' }), { ring: 4 }, 'fa3 is an alias of fa');
+});
+
+t.test('layouts sgld serves: no tensor parallelism; Z-Image only as replicas of one rank', async (t) => {
+  const layout = (flags: object) => resolveParallelLayout(flags);
+  t.doesNotThrow(() => checkServableLayout(layout({ numGpus: 4, ulyssesDegree: 2, ringDegree: 2 }), 'wan'), "Wan: the seed's layout");
+  t.doesNotThrow(() => checkServableLayout(layout({ numGpus: 4, enableCfgParallel: true, dpSize: 2 }), 'wan'), 'Wan: cfg x dp');
+  t.doesNotThrow(() => checkServableLayout(layout({ numGpus: 2, dpSize: 2 }), 'zimage'), 'Z-Image: 2 replicas');
+  t.throws(() => checkServableLayout(layout({ numGpus: 2, tpSize: 2 }), 'wan'), { name: 'ParallelLayoutError', message: /--tp-size 2: sgld has no tensor parallelism/ });
+  t.throws(() => checkServableLayout(layout({ numGpus: 4, ulyssesDegree: 2, ringDegree: 2 }), 'zimage'),
+    { message: /Z-Image has no sequence or CFG parallelism \(--ulysses-degree 2, --ring-degree 2 given.*--num-gpus 4 --dp-size 4/ });
+  t.throws(() => checkServableLayout(layout({ numGpus: 2, enableCfgParallel: true }), 'zimage'), { message: /CFG parallel \(--enable-cfg-parallel/ });
 });
 
 const record = (id: string, over: Partial<JobRecord> = {}): JobRecord => ({
