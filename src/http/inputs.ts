@@ -44,7 +44,8 @@ const DECODED_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'avif', '
 export async function decodeInput(raw: RawInput, param: string, maxPixels: number): Promise<InputImage> {
   let width: number | undefined, height: number | undefined, format: string | undefined;
   try {
-    ({ width, height, format } = await sharp(raw.data).metadata());
+    // Only the header is read here, so sharp's own pixel limit is lifted: the check below names ours.
+    ({ width, height, format } = await sharp(raw.data, { limitInputPixels: false }).metadata());
   } catch (err) {
     throw sourceError(param, `${raw.filename} is not a decodable image (${(err as Error).message})`);
   }

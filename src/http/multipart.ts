@@ -33,6 +33,8 @@ export function parseMultipart(body: Buffer, contentType: string, maxFileBytes: 
   if (!parts || parts.length === 0) throw invalidMultipart('no parts could be read');
   const form: Form = { fields: new Map(), files: [] };
   for (const part of parts) {
+    // getParts reads a part without a usable Content-Disposition as one with an undefined name.
+    if (typeof part.name !== 'string' || part.name === '') throw invalidMultipart('a part has no name (Content-Disposition: form-data; name="...")');
     if (part.filename !== undefined) {
       if (part.data.byteLength > maxFileBytes) {
         throw new ApiError(413, `File '${part.filename}' in part '${part.name}' is larger than the limit of ${maxFileBytes} bytes`, {
