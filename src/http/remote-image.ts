@@ -170,8 +170,14 @@ function request(url: URL, param: string, options: RemoteFetchOptions, deadline:
       lookup: lookup as never, agent: false,
       headers: { accept: 'image/*, application/octet-stream;q=0.5', 'user-agent': 'sgld' },
     });
-    const timer = setTimeout(() => req.destroy(new RetryableError(`timed out after ${options.timeoutMs} ms`)), Math.max(0, deadline - Date.now()));
+    let response: http.IncomingMessage | undefined;
+    const timer = setTimeout(() => {
+      const timeout = new RetryableError(`timed out after ${options.timeoutMs} ms`);
+      // Once the head is in, the body stream is what is waiting: end it with the timeout as its error.
+      if (response) response.destroy(timeout); else req.destroy(timeout);
+    }, Math.max(0, deadline - Date.now()));
     req.once('response', (res) => {
+      response = res;
       // The body may still be read under the same deadline; the timer is cleared when the socket closes.
       res.once('close', () => clearTimeout(timer));
       resolve(res);
