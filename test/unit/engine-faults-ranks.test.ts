@@ -2,7 +2,8 @@
 // (the Supervisor breaks the replica's barriers, or the failing rank breaks them itself), the job fails once with
 // the cause of the rank that failed first, both ranks come back with the model and the LoRA replayed, the replica's
 // barriers are repaired, and the next job completes with the picture from before the crash. Faults come from the
-// test-only fault switch of EngineOptions, aimed at member 1 (not the leader).
+// test-only fault switch of EngineOptions, aimed at member 1 (not the leader). Before the faults: several outputs
+// per job and a running job cancelled, which the ranks must stop together.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -54,6 +55,16 @@ t.test('2 ranks (ulysses 2): a rank killed mid-job fails the job once; both rank
   if (useLora) await pair.setLora({ entries: [{ nickname: 'style', path: lora, target: 'all', strength: 1 }] });
   const merged = await picture(pair);
   const restarts = (): number => logs.filter((l) => l.message === 'device restarted with the model reloaded').length;
+
+  // Several outputs are several runs: the ranks agree after each whether the job goes on.
+  const two = await (await pair.submitImageJob(imageParams({ n: 2 }))).result;
+  t.ok((await sharp(two.images[0]!).raw().toBuffer()).equals(merged), 'output 0 of n = 2 is the n = 1 picture');
+  // A running job deleted mid-denoise: the leader decides for both ranks, so neither is left in a collective.
+  const long = await pair.submitVideoJob(videoParams({ prompt: 'a long one', numInferenceSteps: 200 }));
+  await new Promise<void>((resolve) => { const stop = pair.subscribe((e) => { if (e.type === 'step') { stop(); resolve(); } }, { jobId: long.id }); });
+  await pair.deleteJob(long.id);
+  t.ok((await picture(pair)).equals(merged), 'after a cancelled job the replica serves the next one');
+  t.equal(restarts(), 0, 'cancelling crashed no rank');
 
   // Rank 1 (not the leader) dies after step 1; the leader, waiting for it in the next step's collective, is released.
   const exitJob = await pair.submitVideoJob(videoParams({ prompt: 'fault: exit rank 1', numInferenceSteps: 4 }));
