@@ -3,7 +3,7 @@
 // packing strided views into staging and unpacking them, grouped send/recv, the all-gather paths, byte
 // counts, host barriers, abort and close. The bytes are moved by a stand-in transport over CPU device memory
 // (ranks are threads of this process, so one can copy from another's buffers), built on the same shared-memory
-// primitives as the shm backend. Two-rank cases run in two worker threads started from this same file.
+// primitives as the shm backend. In two-rank cases member 1 runs in a worker thread started from this same file.
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { BarrierBrokenError, SharedBarrier, SharedSlotChannel } from '../../src/kernel/index.js';
 import { NcclCollectives, type CommTransport } from '../../src/parallel/nccl-collectives.js';
@@ -297,13 +297,17 @@ async function tests(): Promise<void> {
     async (t) => {
       const specs = groupOf(2);
       const shared = standInShared(2);
-      const replies = await Promise.all(specs.map((spec) => new Promise<RankResult>((resolve, reject) => {
-        const worker = new Worker(new URL(import.meta.url), { workerData: { spec, shared } });
+      // Member 1 in a worker thread; member 0 here, blocking this thread while it waits for member 1 (a worker
+      // under the TS loader costs seconds to start, so one is started, not two).
+      const member1 = new Promise<RankResult>((resolve, reject) => {
+        const worker = new Worker(new URL(import.meta.url), { workerData: { spec: specs[1], shared } });
         worker.once('error', reject);
         worker.once('message', (m: { ok: true; result: RankResult } | { ok: false; error: string }) => {
           if (m.ok) resolve(m.result); else reject(new Error(m.error));
         });
-      })));
+      });
+      member1.catch(() => undefined);  // if member 0 throws first, member 1's failure must not go unhandled
+      const replies = [runRank(specs[0]!, shared), await member1];
       const ids = (scenario: number, rank: number): number[] => [...new Uint8Array(shared.ids, (scenario * 2 + rank) * COMM_ID_BYTES, COMM_ID_BYTES)];
       t.same(ids(0, 1), ids(0, 0), 'both members joined with the same id');
       t.ok(ids(0, 0).some((v) => v !== 0), 'a real (random) id, not zeros');
