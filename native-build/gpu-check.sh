@@ -85,6 +85,7 @@ run_check() {
   wheels=$(wheel_library_dirs)
   export SGLD_CUDA_LIB_DIRS="${SGLD_CUDA_LIB_DIRS:+$SGLD_CUDA_LIB_DIRS:}$wheels"
   echo "SGLD_CUDA_LIB_DIRS=$SGLD_CUDA_LIB_DIRS"
+  export NCCL_DEBUG=${NCCL_DEBUG:-WARN}  # NCCL says why when init or a transfer fails
 
   local t0=$SECONDS
   if "$node" native-build/build-cpu.mjs; then echo "PASS build libsgld_cpu.so ($((SECONDS - t0)) s)"
