@@ -54,6 +54,9 @@ static std::vector<std::string> site_package_patterns() {
     roots.push_back("/usr");
     roots.push_back("/opt/*");
     roots.push_back("/opt/*/*");
+    // Virtual environments are hidden folders (/opt/torch/.venv) that glob's * does not match.
+    roots.push_back("/opt/*/.venv");
+    roots.push_back("/opt/.venv");
     std::vector<std::string> patterns;
     for (const auto &r : roots) {
         patterns.push_back(r + "/lib/python3*/site-packages");
