@@ -10,9 +10,9 @@
 // thrown while generating is fatal, so the kernel crashes this actor, fails that job's ask, and restarts the thread
 // with the model reloaded: a native failure may have left the device in a state nobody should trust. A failing
 // rank first breaks its process groups, so peers blocked in a collective fail too instead of waiting for it.
-import type { Actor, ActorContext } from '../kernel/index.js';
+import { type Actor, type ActorContext, FatalActorError, SharedBarrier } from '../kernel/index.js';
 import { LoraError, LoraManager } from '../lora/index.js';
-import { RankParallel } from '../parallel/rank-context.js';
+import { DEFAULT_PEER_TIMEOUT_MS, RankParallel } from '../parallel/rank-context.js';
 import { CancelledError, toUint8Frames } from '../pipelines/types.js';
 import { Device } from '../runtime/device.js';
 import type {
@@ -41,15 +41,18 @@ export default class DeviceActor implements Actor<DeviceRequest> {
     }
     const modules = this.pipeline.loraModules();
     if (Object.keys(modules).length > 0) this.lora = new LoraManager({ family: this.pipeline.loraFamily, modules });
-    this.joinReplica();
+    await this.joinReplica();
     const loaded: DeviceEvent = { type: 'loaded', rank: this.spec.rank, seconds: (performance.now() - t0) / 1000, pipelineClass: this.pipeline.pipelineClass };
     ctx.parent?.tell(loaded);
   }
 
-  async receive(message: DeviceRequest, ctx: ActorContext<DeviceRequest>): Promise<GenerateReply | LoraReply> {
+  async receive(message: DeviceRequest, ctx: ActorContext<DeviceRequest>): Promise<GenerateReply | LoraReply | undefined> {
     switch (message.type) {
       case 'generate': return this.generate(message, ctx);
       case 'lora': return this.loraOperation(message.op);
+      case 'restart':
+        if (message.incarnation === ctx.incarnation) throw new FatalActorError('restart: a peer rank of this replica failed; the replica reloads together');
+        return undefined;
     }
   }
 
@@ -59,13 +62,23 @@ export default class DeviceActor implements Actor<DeviceRequest> {
     this.device?.close();
   }
 
-  /** Joins the replica's process groups when it has several ranks (a restarted rank joins the same buffers again). */
-  private joinReplica(): void {
+  /**
+   * Joins the replica's process groups when it has several ranks. A restarted rank joins the same buffers again,
+   * once the Supervisor has repaired the barriers its replica's failure broke (it resets them when every old
+   * incarnation of the replica has ended, so a joining rank is never woken by the reset nor finds them broken).
+   */
+  private async joinReplica(): Promise<void> {
     const { topology } = this.spec;
     if (topology.groups.replica.size === 1) return;
     const pipeline = this.pipeline!;
     if (!pipeline.attachParallel) {
       throw new Error(`${pipeline.pipelineClass} has no sequence or CFG parallelism: serve it with replicas of one rank (--dp-size)`);
+    }
+    const barriers = Object.values(topology.groups).map((g) => SharedBarrier.attach(g.barrier));
+    const deadline = performance.now() + (this.spec.peerTimeoutMs ?? DEFAULT_PEER_TIMEOUT_MS);
+    while (barriers.some((b) => b.broken)) {
+      if (performance.now() > deadline) throw new Error(`rank ${this.spec.rank}: the process groups of its replica were not repaired in time`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
     }
     this.parallel = RankParallel.join(topology, this.device!, {
       ...(this.spec.spin !== undefined ? { spin: this.spec.spin } : {}),

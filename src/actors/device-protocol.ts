@@ -43,7 +43,12 @@ export type DeviceRequest =
     cancel: SharedArrayBuffer;
     fault?: DeviceFault;
   }
-  | { type: 'lora'; op: LoraOperation };
+  | { type: 'lora'; op: LoraOperation }
+  /**
+   * A peer rank of its replica failed: the replica restarts as a whole, so every rank rejoins its process groups
+   * together. Only the incarnation named acts on it (a successor ignores a message meant for its predecessor).
+   */
+  | { type: 'restart'; incarnation: number };
 
 export type LoraOperation =
   | { op: 'set'; entries: { nickname: string; path: string | null; target: string; strength: number; alpha?: number }[] }

@@ -156,7 +156,7 @@ export class Supervisor implements EngineApi {
     this.#events = new JobEventHub((error) => this.#log.error('a job event listener threw', { error }));
     this.#pool = new EncoderPool(options.encoderThreads !== undefined ? { maxThreads: options.encoderThreads } : {});
     this.#system = new ActorSystem({ logger: this.#log, askTimeoutMs: 60_000 });
-    this.#replicas = new Replicas(this.layout);
+    this.#replicas = new Replicas(this.layout, this.#log);
     if (options.startupLora) {
       // Queued before anything else, so the first job already runs with it (spec 6.5).
       const l = options.startupLora;
@@ -349,7 +349,7 @@ export class Supervisor implements EngineApi {
 
   #onRankLifecycle(slot: RankSlot, event: LifecycleEvent): void {
     if (event.type === 'started') {
-      slot.up = true;
+      this.#replicas.started(slot, event.incarnation);
       if (!slot.loadedOnce) {
         slot.loadedOnce = true;
         if (!this.#loaded && this.#replicas.ranks.every((s) => s.loadedOnce)) {
@@ -364,7 +364,7 @@ export class Supervisor implements EngineApi {
       }
       this.#pump();
     } else if (event.type === 'crashed') {
-      this.#replicas.markDown(slot);
+      this.#replicas.ended(slot);
       if (!slot.loadedOnce) {
         // A model that failed to load once will fail again: no retries.
         this.#fail(new Error(`the model failed to load${this.#replicas.ranks.length > 1 ? ` on rank ${slot.rank}` : ''}: ${event.error.message}`));
@@ -478,7 +478,7 @@ export class Supervisor implements EngineApi {
   #pump(): void {
     if (this.#loraRunning) return;
     for (const slot of this.#replicas.ranks) {
-      if (slot.up && slot.needsReplay && slot.asks === 0 && !slot.replaying) {
+      if (slot.alive && !slot.dying && slot.needsReplay && slot.asks === 0 && !slot.replaying) {
         void this.#replayLora(slot).catch((error: unknown) => this.#log.error('LoRA replay failed unexpectedly', { error })).finally(() => this.#pump());
       }
     }
@@ -559,8 +559,8 @@ export class Supervisor implements EngineApi {
 
   /**
    * Runs a job on every rank of a replica (the same request and cancel flag for all) and waits for all of them.
-   * The leader's answer carries the pixels. A failed rank fails the job once; its replica is free again when its
-   * ranks are all back (restarted ones reloaded and caught up).
+   * The leader's answer carries the pixels. A failed rank fails the job once; its replica restarts as a whole and
+   * is free again when its ranks are all back (reloaded and caught up on the LoRA history).
    */
   async #runJob(live: LiveJob, replica: number): Promise<void> {
     const id = live.id;
