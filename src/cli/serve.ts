@@ -63,7 +63,8 @@ function serveConfig(v: FlagValues): ServeConfig {
   const shutdownTimeout = num('shutdownTimeout')!;
   if (!(shutdownTimeout >= 0)) throw new UsageError(`--shutdown-timeout must be >= 0 seconds, got ${shutdownTimeout}`);
   const maxQueued = num('maxQueuedRequests')!;
-  if (!(maxQueued >= 0)) throw new UsageError(`--max-queued-requests must be >= 0, got ${maxQueued}`);
+  // The engine counts a new job as queued before it can start, so 0 would refuse every job.
+  if (!(maxQueued >= 1)) throw new UsageError(`--max-queued-requests must be >= 1, got ${maxQueued}`);
   const threads = num('threads')!;
   if (!(threads >= 0)) throw new UsageError(`--threads must be >= 0, got ${threads}`);
   const maxUploadMb = num('maxUploadMb')!;

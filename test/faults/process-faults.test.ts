@@ -4,8 +4,8 @@
 //    `device_crashed`, the device comes back with the model reloaded, the next jobs complete;
 // 2. kill -9 of the whole process during a job -> a new process on the same output and input folders reports that
 //    job `failed` / `server_restarted` (spec 5.5), and every earlier output downloads byte for byte as before;
-// 3. SIGTERM during a job, with another queued -> new work answered 503 while both drain, exit code 0, both jobs
-//    `completed` in the job index on disk with their files written.
+// 3. SIGTERM during a job, with another queued (and a third refused: queue full, 429 + Retry-After) -> new work
+//    answered 503 while both drain, exit code 0, both jobs `completed` in the job index on disk with their files.
 // Along the way, the structured log lines carry the request and job ids.
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -110,7 +110,7 @@ t.test('kill -9 during a job: after a restart that job is failed / server_restar
   a.child.kill('SIGKILL');
   t.match(await a.exited, { signal: 'SIGKILL' }, 'the process is gone');
 
-  const b = await startSgld([...args, '--log-level', 'info']);
+  const b = await startSgld([...args, '--log-level', 'info', '--max-queued-requests', '1']);
   processes.push(b);
   // The store is read at startup: the answer is there before the model is loaded.
   t.match(await getVideo(b.base, long.id), { status: 'failed', error: { code: 'server_restarted' } }, 'the cut-off job is failed with server_restarted');
@@ -127,6 +127,10 @@ t.test('SIGTERM during a job: new work is refused with 503, running and queued j
   const running = await createVideo(b.base, 'the first of two', 40);
   const queued = await createVideo(b.base, 'the second of two', 2);
   await waitVideo(b.base, running.id, (v) => v.status === 'in_progress');
+  // --max-queued-requests 1: one job waits, the next submission is refused with a hint of when to retry.
+  const full = await post(b.base, '/v1/videos', { prompt: 'one too many', size: '32x32', num_frames: 5 });
+  t.match({ status: full.status, retryAfterAtLeast1s: Number(full.headers.get('retry-after')) >= 1, body: await full.json() },
+    { status: 429, retryAfterAtLeast1s: true, body: { error: { type: 'rate_limit_error', code: 'queue_full' } } }, 'a full queue answers 429 with Retry-After');
   b.child.kill('SIGTERM');
   // While it drains it still answers, but takes no new work.
   let refused: Response | undefined;
