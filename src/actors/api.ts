@@ -371,6 +371,9 @@ export interface EngineStats {
 
 // ---- the engine ----------------------------------------------------------------------------------------------------
 
+/** Per rank (in rank order): module name -> SHA-256 hex of its weights. */
+export interface WeightsDigest { ranks: { rank: number; modules: Record<string, string> }[] }
+
 export interface EngineApi {
   /** Sync: model facts (valid from construction on, even while loading). */
   model(): ModelInfo;
@@ -407,6 +410,12 @@ export interface EngineApi {
   mergeLora(params: { target: string; strength: number }): Promise<LoraOpResult>;
   unmergeLora(params: { target: string }): Promise<LoraOpResult>;
   listLoras(): Promise<LoraListing>;
+  /**
+   * SHA-256 of the weights LoRA can change, per rank and module (e.g. `transformer`): equal digests mean
+   * bit-identical weights, so a caller can check that an unmerge restored the base and that every rank agrees.
+   * Reads every weight back from the device: a diagnostic, ordered after the LoRA operations answered before it.
+   */
+  weightsDigest(): Promise<WeightsDigest>;
 
   stats(): EngineStats;
 }

@@ -12,11 +12,12 @@
 // rank first breaks its process groups, so peers blocked in a collective fail too instead of waiting for it.
 import { type Actor, type ActorContext, FatalActorError, SharedBarrier } from '../kernel/index.js';
 import { LoraError, LoraManager } from '../lora/index.js';
+import { weightsDigest } from '../lora/weights-digest.js';
 import { DEFAULT_PEER_TIMEOUT_MS, RankParallel } from '../parallel/rank-context.js';
 import { CancelledError, toUint8Frames } from '../pipelines/types.js';
 import { Device } from '../runtime/device.js';
 import type {
-  DeviceActorSpec, DeviceEvent, DeviceFault, DeviceRequest, GenerateReply, GenerationRun, LoraOperation, LoraReply,
+  DeviceActorSpec, DigestReply, DeviceEvent, DeviceFault, DeviceRequest, GenerateReply, GenerationRun, LoraOperation, LoraReply,
 } from './device-protocol.js';
 import { type LoadedPipeline, loadPipeline } from './loaded-pipeline.js';
 
@@ -46,10 +47,11 @@ export default class DeviceActor implements Actor<DeviceRequest> {
     ctx.parent?.tell(loaded);
   }
 
-  async receive(message: DeviceRequest, ctx: ActorContext<DeviceRequest>): Promise<GenerateReply | LoraReply | undefined> {
+  async receive(message: DeviceRequest, ctx: ActorContext<DeviceRequest>): Promise<GenerateReply | LoraReply | DigestReply | undefined> {
     switch (message.type) {
       case 'generate': return this.generate(message, ctx);
       case 'lora': return this.loraOperation(message.op);
+      case 'digest': return { type: 'digest', modules: weightsDigest(this.pipeline!.loraModules()) };
       case 'restart':
         if (message.incarnation === ctx.incarnation) throw new FatalActorError('restart: a peer rank of this replica failed; the replica reloads together');
         return undefined;

@@ -44,6 +44,8 @@ export type DeviceRequest =
     fault?: DeviceFault;
   }
   | { type: 'lora'; op: LoraOperation }
+  /** SHA-256 per LoRA-targetable module of the weights this rank holds (src/lora/weights-digest.ts). */
+  | { type: 'digest' }
   /**
    * A peer rank of its replica failed: the replica restarts as a whole, so every rank rejoins its process groups
    * together. Only the incarnation named acts on it (a successor ignores a message meant for its predecessor).
@@ -68,6 +70,9 @@ export interface GenerateReply {
   /** Peak device memory of this rank so far (the allocator's high-water mark), bytes. */
   peakBytes: number;
 }
+
+/** A rank's weights digest: module name -> SHA-256 hex. */
+export interface DigestReply { type: 'digest'; modules: Record<string, string> }
 
 /** What a LoRA operation answers: the new listing, or the caller's mistake (a LoraError's status/code/param). */
 export type LoraReply =

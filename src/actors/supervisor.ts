@@ -25,10 +25,10 @@ import {
   ApiError, type EngineApi, type EngineStats, type ImageFormat, type ImageJobParams, type ImageResult, type InputImage,
   type JobError, type JobEvent, type JobEventListener, type JobKind, type JobOutput, type JobPage, type JobRecord,
   type ListJobsQuery, type LoraListing, type LoraOpResult, type ModelInfo, type Readiness, type ServerInfo,
-  type SetLoraParams, type VideoJobParams,
+  type SetLoraParams, type VideoJobParams, type WeightsDigest,
 } from './api.js';
 import type {
-  DeviceActorSpec, DeviceEvent, DeviceFault, GenerateReply, GenerationRun, LoraOperation, LoraReply,
+  DeviceActorSpec, DeviceEvent, DeviceFault, DigestReply, GenerateReply, GenerationRun, LoraOperation, LoraReply,
 } from './device-protocol.js';
 import { EncoderPool } from './encoder-pool.js';
 import {
@@ -278,6 +278,13 @@ export class Supervisor implements EngineApi {
   /** Answered from the state after the last LoRA operation, so it never waits behind a generation. */
   async listLoras(): Promise<LoraListing> {
     return structuredClone(this.#loraListing);
+  }
+
+  async weightsDigest(): Promise<WeightsDigest> {
+    // Straight to every rank's mailbox: it runs after what the rank is doing now (a job, a LoRA operation).
+    const result = await this.#replicas.fanOut<DigestReply>(this.#replicas.ranks, () => ({ type: 'digest' }));
+    if (result.failures.length > 0) throw new ApiError(500, `weights digest failed: ${describeError(result.failures[0]!.error)}`, { code: 'digest_failed' });
+    return { ranks: result.answers.map((a, i) => ({ rank: this.#replicas.ranks[i]!.rank, modules: a.ok ? a.value.modules : {} })) };
   }
 
   // ---- shutdown --------------------------------------------------------------------------------------------------

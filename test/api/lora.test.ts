@@ -4,9 +4,9 @@
 // pixels; the LoRA routes have no SDK method, so they go through raw fetch.
 //
 // The fixture's LoRA goldens are transformer-level (one forward pass), not pipeline-level, so the merged pictures are
-// checked for determinism (same seed + same adapter = the same pixels) rather than against a golden. The engine
-// exposes no weight hash over HTTP or in EngineApi (docs/engine.md), so "base restored" is checked on the output
-// pixels only; the byte-exact weight check lives in the parity handlers (docs/lora.md).
+// checked for determinism (same seed + same adapter = the same pixels) rather than against a golden. "Base restored"
+// is checked on the output pixels and on the weights themselves: EngineApi.weightsDigest() (SHA-256 of every
+// transformer weight, read back from the device) must equal the base digest after each unmerge.
 //
 // One server for the whole file: the checks run in order and each leaves the LoRA state the next expects.
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -67,6 +67,9 @@ if (missing) {
       { type: want.type ?? 'invalid_request_error', param: want.param, code: want.code }, `${what}: type / param / code`);
     tt.equal(body.detail, body.error?.message, `${what}: detail repeats error.message`);
   };
+  let baseDigest = '';
+  /** SHA-256 of the transformer's weights on the (only) rank. */
+  const transformerDigest = async (): Promise<string> => (await run.engine.weightsDigest()).ranks[0]!.modules.transformer!;
   /** Decoded RGB pixels of one fixed-seed picture. */
   const picture = async (prompt = 'a red fox in the snow', seed = 42): Promise<Buffer> => {
     const res = await run.client.images.generate({ prompt, seed, ...PICTURE } as never);
@@ -98,6 +101,8 @@ if (missing) {
       'unmerging what is not merged is ok (idempotent)');
     pictures.base = await picture();
     t.ok((await picture()).equals(pictures.base), 'the base picture is deterministic (seed 42)');
+    baseDigest = await transformerDigest();
+    t.match(baseDigest, /^[0-9a-f]{64}$/, 'the base weights have a SHA-256 digest');
   });
 
   t.test('set_lora caller errors: spec 6.1 status, type, param and code; nothing changes', async (t) => {
@@ -179,6 +184,8 @@ if (missing) {
     const answeredAt = order.indexOf('set_lora answered');
     const lastDeviceEvent = order.lastIndexOf('decoding');
     t.ok(lastDeviceEvent >= 0 && lastDeviceEvent < answeredAt, `answered after every step and the decode (${order.join(' ')})`);
+    const completedAt = order.indexOf('completed');
+    t.ok(completedAt >= 0 && completedAt < answeredAt, 'answered after the running job completed (encoded and written)');
     t.equal(order.filter((e, i) => e === 'step' && i > answeredAt).length, 0, 'no denoising step after the merge');
     t.ok(referenceMp4.equals(await videoBytes(video.id)), 'the running job used the base weights: its MP4 equals the reference byte for byte');
   });
@@ -188,6 +195,7 @@ if (missing) {
       loaded_adapters: [{ nickname: 'style', path: PEFT_LORA }],
       active: { transformer: [{ nickname: 'style', path: PEFT_LORA, merged: true, mode: 'merged', strength: 1, strengths: [1] }] },
     });
+    t.not(await transformerDigest(), baseDigest, 'the merged weights hash differently from the base');
     pictures.style = await picture();
     t.notOk(pictures.style.equals(pictures.base!), `the adapter changes the picture (${diff(pictures.style, pictures.base!)})`);
     t.ok((await picture()).equals(pictures.style), 'same seed + same LoRA: identical pixels');
@@ -208,6 +216,7 @@ if (missing) {
     t.same(await post('/v1/unmerge_lora_weights', { target: 'all' }),
       { status: 200, body: { status: 'ok', message: 'Successfully unmerged LoRA weights (target: all)' } });
     t.same(await listLoras(), { loaded_adapters: [{ nickname: 'style', path: PEFT_LORA }], active: {} }, 'nothing active, adapter still cached');
+    t.equal(await transformerDigest(), baseDigest, 'the weights hash equal to the base weights (bit for bit)');
     const after = await picture();
     t.ok(after.equals(pictures.base!), `base pixels back exactly (${diff(after, pictures.base!)})`);
   });

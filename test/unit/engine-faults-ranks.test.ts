@@ -77,6 +77,9 @@ t.test('2 ranks (ulysses 2): a rank killed mid-job fails the job once; both rank
   t.equal(restarts(), 2, 'both ranks restarted (the peer failed on its broken barrier)');
   t.ok(logs.some((l) => l.message === 'actor crashed' && /ERR_BARRIER_BROKEN/.test(JSON.stringify(l.fields ?? {}))), 'the peer crashed on the broken barrier');
   if (useLora) t.match((await pair.listLoras()).active.transformer?.[0], { nickname: 'style', merged: true });
+  const digests = (await pair.weightsDigest()).ranks;
+  t.equal(digests.length, 2, 'a weights digest per rank');
+  t.equal(digests[0]!.modules.transformer, digests[1]!.modules.transformer, 'after the restarts both ranks hold bit-identical transformer weights');
 
   // Rank 1 throws after step 2: it breaks its groups itself; the job fails with its error, not its peer's.
   const throwJob = await pair.submitImageJob(imageParams({ prompt: 'fault: throw rank 1', numInferenceSteps: 4 }));
