@@ -26,6 +26,12 @@ export interface JobStoreOpenReport {
   interrupted: string[];
 }
 
+/** File name of output `index` of a job with `n` outputs: `{id}.{ext}`, or `{id}_{i}.{ext}` (spec 7). */
+export function outputFileName(id: string, index: number, n: number, extension: string): string {
+  if (!isJobId(id)) throw new Error(`sgld: ${id} is not a job id`);
+  return n === 1 ? `${id}.${extension}` : `${id}_${index}.${extension}`;
+}
+
 export class JobStore {
   readonly #jobs = new Map<string, JobRecord>();
   #dirty = false;
@@ -105,11 +111,10 @@ export class JobStore {
     return job;
   }
 
-  /** Absolute path of output `index` of a job with `n` outputs: `{id}.{ext}`, or `{id}_{i}.{ext}` (spec 7). */
+  /** Absolute path of output `index` of a job with `n` outputs (outputFileName) in the output directory. */
   outputFile(id: string, index: number, n: number, extension: string): string {
     if (this.outputPath === null) throw new Error('sgld: outputs are not persisted');
-    if (!isJobId(id)) throw new Error(`sgld: ${id} is not a job id`);
-    return join(this.outputPath, n === 1 ? `${id}.${extension}` : `${id}_${index}.${extension}`);
+    return join(this.outputPath, outputFileName(id, index, n, extension));
   }
 
   /** Deletes a file if it lies inside the output directory (a tampered index cannot name others). */

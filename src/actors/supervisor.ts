@@ -11,7 +11,7 @@
 // was running; the kernel restarts the rank with the model reloaded, and the LoRA state is replayed into it.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,7 +36,7 @@ import {
 } from './engine-options.js';
 import { JobEventHub } from './job-events.js';
 import { DEFAULT_LIMITS, type EngineLimits, type JobPlan, planImageJob, planVideoJob } from './job-plan.js';
-import { JobStore } from './job-store.js';
+import { JobStore, outputFileName } from './job-store.js';
 import { type ModelProfile, readModelProfile } from './model-profile.js';
 import { type ParallelLayout, checkServableLayout, describeLayout, resolveParallelLayout } from './parallel-layout.js';
 import { RankGroup } from './rank-group.js';
@@ -615,21 +615,28 @@ export class Supervisor implements EngineApi {
     const outputs: JobOutput[] = [];
     const images: Uint8Array[] = [];
     const written: string[] = [];
+    /** Videos of a job that persists nothing, kept only until the cloud upload has read them. */
+    const uploadOnly: string[] = [];
     try {
       for (let i = 0; i < live.plan.n; i++) {
         const data = pixels.subarray(i * perOutput, (i + 1) * perOutput);
         let path: string | null = null, bytes: number, contentType: string;
         if (live.format === 'mp4') {
           contentType = 'video/mp4';
-          const target = this.#store.persisted ? this.#store.outputFile(live.id, i, live.plan.n, 'mp4') : join(tmpdir(), `sgld-${live.id}_${i}.mp4`);
+          const target = this.#store.persisted ? this.#store.outputFile(live.id, i, live.plan.n, 'mp4')
+            : join(await mkdtemp(join(tmpdir(), 'sgld-video-')), outputFileName(live.id, i, live.plan.n, 'mp4'));
           const partial = `${target}.part`;
           bytes = await this.#pool.encodeVideo({ width, height, frames, data }, partial, { fps: live.fps!, level: live.level });
           if (this.#store.persisted) {
             await rename(partial, target);
             path = target;
             written.push(target);
+          } else if (this.#publisher.enabled) {
+            await rename(partial, target); // under its spec 7 name: the upload's key is the file name
+            path = target;
+            uploadOnly.push(target);
           } else {
-            await rm(partial, { force: true });
+            await rm(dirname(partial), { recursive: true, force: true });
           }
         } else {
           contentType = imageContentType(live.format);
@@ -647,9 +654,15 @@ export class Supervisor implements EngineApi {
       }
     } catch (error) {
       await Promise.all(written.map((p) => this.#store.deleteFile(p)));
+      await Promise.all(uploadOnly.map((p) => rm(dirname(p), { recursive: true, force: true })));
       throw error;
     }
     await this.#publisher.publish(live.id, outputs, images);  // spec 7: cloud upload; never rejects
+    for (const o of outputs) {
+      // Persistence is off: a video the upload could not take is not kept either.
+      if (o.path !== null && uploadOnly.includes(o.path)) o.path = null;
+    }
+    await Promise.all(uploadOnly.map((p) => rm(dirname(p), { recursive: true, force: true })));
     if (live.ended || !this.#store.get(live.id)) {
       // Deleted or cancelled while encoding: nothing of it stays.
       await Promise.all(written.map((p) => this.#store.deleteFile(p)));

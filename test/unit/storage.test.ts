@@ -7,7 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateBucketCommand, GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import t from 'tap';
-import type { JobOutput } from '../../src/actors/api.js';
+import type { JobOutput, JobRecord } from '../../src/actors/api.js';
+import { videoJob } from '../../src/actors/job-defaults.js';
+import { Supervisor } from '../../src/actors/supervisor.js';
 import type { LogFields, Logger } from '../../src/kernel/index.js';
 import {
   type S3StorageConfig, OutputPublisher, cloudStorageFromEnv, contentTypeForKey, objectUrl,
@@ -140,5 +142,20 @@ t.test('OutputPublisher against s3rver', async (t) => {
     t.ok(existsSync(image));
     t.match(log.lines.find((l) => l.level === 'error')?.fields?.error, /ECONNREFUSED/);
     t.comment(`failed after ${(performance.now() - t0).toFixed(0)} ms (the SDK's retries included)`);
+  });
+
+  t.test('engine with persistence off (--output-path ""): a video is uploaded under its spec 7 name', async (t) => {
+    const engine = new Supervisor({ outputPath: null, inputSavePath: null, threads: 2, encoderThreads: 1, logger: recordingLogger(), cloudStorage: config });
+    t.teardown(() => engine.stop({ drainTimeoutMs: 0 }));
+    await engine.ready();
+    const job = await engine.submitVideoJob(videoJob({ prompt: 'a kite', width: 32, height: 32, numInferenceSteps: 1, numFrames: 5 }, 5));
+    const done = await new Promise<JobRecord>((resolve) => {
+      const stop = engine.subscribe((e) => { if (e.type === 'completed' || e.type === 'failed') { stop(); void engine.getJob(job.id).then((j) => resolve(j!)); } }, { jobId: job.id });
+    });
+    t.equal(done.status, 'completed');
+    t.same([done.outputs[0]!.path, done.outputs[0]!.cloudUrl], [null, `${endpointUrl}/outs/${job.id}.mp4`], 'no local path, the cloud URL');
+    const object = await stored(`${job.id}.mp4`);
+    t.equal(object.type, 'video/mp4');
+    t.equal(object.bytes.subarray(4, 8).toString(), 'ftyp', 'an MP4 in the bucket');
   });
 });
