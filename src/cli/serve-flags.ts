@@ -1,6 +1,7 @@
 // The flags of `sgld serve`: spec section 10 (SGLang's ServerArgs, so SGLang command lines work verbatim), a few
 // of sgld's own, and how they become engine and HTTP options. Flags SGLang has but sgld does not act on are
 // accepted and named in one warning at startup.
+import { DEFAULT_LIMITS } from '../actors/job-plan.js';
 import { type FlagSpec, type FlagValues, UsageError, flagKey } from './args.js';
 
 const PRECISIONS = ['bf16', 'fp16', 'fp32'] as const;
@@ -45,9 +46,9 @@ const ACTIVE: Record<string, FlagSpec> = {
   threads: { type: 'int', default: 0, help: 'CPU threads per rank (0: all cores)' },
   'max-upload-mb': { type: 'float', default: 50, help: 'largest uploaded or downloaded input image, MiB (413 beyond)' },
   'max-body-mb': { type: 'float', default: 100, help: 'largest request body, MiB (413 beyond)' },
-  'max-pixels': { type: 'int', default: 4096 * 4096, help: 'largest width x height of an output (400 limit_exceeded beyond)' },
-  'max-frames': { type: 'int', default: 1025, help: 'largest frame count of a video (400 limit_exceeded beyond)' },
-  'max-steps': { type: 'int', default: 1000, help: 'largest num_inference_steps (400 limit_exceeded beyond)' },
+  'max-pixels': { type: 'int', default: DEFAULT_LIMITS.maxPixels, help: 'largest width x height of an output (400 limit_exceeded beyond)' },
+  'max-frames': { type: 'int', default: DEFAULT_LIMITS.maxFrames, help: 'largest frame count of a video (400 limit_exceeded beyond)' },
+  'max-steps': { type: 'int', default: DEFAULT_LIMITS.maxSteps, help: 'largest num_inference_steps (400 limit_exceeded beyond)' },
   'body-timeout': { type: 'float', default: 60, help: 'seconds a client has to send its request body (408 beyond)' },
   'request-timeout': { type: 'float', default: 0, help: 'seconds an image request may wait for its job, queue included; then the job is cancelled and the answer is 504 (0: no limit)' },
   'allow-remote-inputs': { type: 'bool', default: true, help: 'fetch http(s) image URLs of edits and references' },
