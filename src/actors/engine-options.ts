@@ -49,6 +49,11 @@ export interface EngineOptions extends ParallelFlags {
   startupLora?: StartupLora;
   /** The server's default merge mode (--lora-merge-mode). */
   loraMergeMode?: 'auto' | 'merge' | 'dynamic';
+  /**
+   * Longest a job may run on the device, ms (default 0: no limit). A job past it is stopped between two steps and
+   * fails with code `job_timeout` (an image request waiting for it gets 504).
+   */
+  jobTimeoutMs?: number;
   /** Device restarts allowed within a minute before the engine gives up (default 5). */
   maxDeviceRestarts?: number;
   /** Where the kernel's and the engine's structured logs go (default: JSON lines on stderr). */

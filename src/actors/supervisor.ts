@@ -577,13 +577,19 @@ export class Supervisor implements EngineApi {
     this.#store.update(id, (j) => { j.status = 'in_progress'; j.startedAt = nowS(); });
     this.#emit(job, { type: 'started' });
     const slots = this.#replicas.ranksOf(replica);
+    const limitMs = this.#options.jobTimeoutMs ?? 0;
+    const deadline = limitMs > 0 ? setTimeout(() => {
+      if (live.ended) return;
+      Atomics.store(live.cancel, 0, 1); // the ranks stop before their next step; the replica is then free
+      this.#failJob(live, 'job_timeout', `The job ran longer than the server's limit of ${limitMs / 1000} s (--job-timeout) and was stopped.`);
+    }, limitMs) : undefined;
     const result: FanOutResult<GenerateReply> = await this.#replicas.fanOut<GenerateReply>(slots, (slot) => {
       const fault = live.fault && live.fault.member === slot.member ? { kind: live.fault.kind, atStep: live.fault.atStep } : undefined;
       return {
         type: 'generate', jobId: id, runs: slot.member === 0 ? live.plan.runs : copyRuns(live.plan.runs),
         cancel: live.cancel.buffer as SharedArrayBuffer, ...(fault ? { fault } : {}),
       };
-    });
+    }).finally(() => clearTimeout(deadline));
     result.answers.forEach((a, i) => { if (a.ok) slots[i]!.peakBytes = Math.max(slots[i]!.peakBytes, a.value.peakBytes); });
     if (result.failures.length > 0) {
       const [code, message] = replicaFailure(result.failures.map((f) => f.error));
@@ -695,7 +701,7 @@ export class Supervisor implements EngineApi {
       type: 'failed', error, id: live.id, kind: live.kind, status: 'failed', progress: job?.progress ?? 0, at: Date.now(),
     };
     this.#events.emit(event);
-    live.result?.reject(new ApiError(code === 'cancelled' ? 499 : 500, message, { code }));
+    live.result?.reject(new ApiError(code === 'cancelled' ? 499 : code === 'job_timeout' ? 504 : 500, message, { code }));
   }
 
   /** A queued item that will never run. */

@@ -112,6 +112,7 @@ function serveConfig(v: FlagValues): ServeConfig {
     maxQueuedRequests: maxQueued,
     limits,
     loraMergeMode,
+    ...(seconds('job-timeout') > 0 ? { jobTimeoutMs: seconds('job-timeout') } : {}),
     ...faultInjectionFromEnv(),
     ...(choice(v, 'dit-precision', PRECISIONS) ? { ditPrecision: choice(v, 'dit-precision', PRECISIONS) as Precision } : {}),
     ...(choice(v, 'vae-precision', PRECISIONS) ? { vaePrecision: choice(v, 'vae-precision', PRECISIONS) as Precision } : {}),

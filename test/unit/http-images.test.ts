@@ -375,7 +375,7 @@ t.test('edits with a remote http(s) image: retried on 5xx, content type checked'
   await new Promise<void>((r) => remote.listen(0, '127.0.0.1', () => r()));
   t.teardown(() => new Promise<void>((r) => remote.close(() => r())));
   const port = (remote.address() as { port: number }).port;
-  const h = await startHarness(t);
+  const h = await startHarness(t, {}, { allowPrivateUrls: true });
   const edit = (url: string) => {
     const f = new FormData();
     f.append('prompt', 'p');
