@@ -13,6 +13,14 @@
 namespace sgld {
 namespace {
 
+bool use_winograd(const ConvShape &s) {
+#ifdef SGLD_CONV_NO_WINOGRAD
+    return false;
+#else
+    return conv3d_winograd_applies(s);
+#endif
+}
+
 sgld_status conv3d_checked(sgld_context_t ctx, const char *op, int32_t dtype, int64_t n, int64_t c_in, int64_t t,
                            int64_t h, int64_t w, const void *x, int64_t c_out, int64_t kt, int64_t kh, int64_t kw,
                            const void *weight, const void *bias, const int64_t stride[3], const int64_t pad[6],
@@ -45,8 +53,12 @@ sgld_status conv3d_checked(sgld_context_t ctx, const char *op, int32_t dtype, in
     const float *X = static_cast<const float *>(x), *W = static_cast<const float *>(weight), *B = static_cast<const float *>(bias);
     float *Y = static_cast<float *>(y);
     try {
-        if (!conv3d_direct_few_channels(ctx, s, X, W, B, Y) && !conv3d_implicit_gemm(ctx, s, X, W, B, Y))
-            throw std::bad_alloc();
+        // Winograd where it applies and wins; when its larger workspace cannot be allocated the implicit GEMM
+        // still runs.
+        const bool done = conv3d_direct_few_channels(ctx, s, X, W, B, Y) ||
+                          (use_winograd(s) && conv3d_winograd(ctx, s, X, W, B, Y)) ||
+                          conv3d_implicit_gemm(ctx, s, X, W, B, Y);
+        if (!done) throw std::bad_alloc();
     } catch (const std::bad_alloc &) {
         return fail(SGLD_ERR_NO_MEMORY, "%s: out of memory for the packing workspace", op);
     }

@@ -21,6 +21,13 @@ struct ConvShape {
 bool conv3d_implicit_gemm(sgld_context_t ctx, const ConvShape &s, const float *x, const float *weight,
                           const float *bias, float *y);
 
+// Winograd F(4x4, 3x3) for stride-1 3x3 spatial kernels, any temporal kernel (conv_winograd.cpp).
+// conv3d_winograd_applies says whether the shape fits it; conv3d_winograd returns false when a workspace cannot
+// be allocated. Results do not depend on the thread count.
+bool conv3d_winograd_applies(const ConvShape &s);
+bool conv3d_winograd(sgld_context_t ctx, const ConvShape &s, const float *x, const float *weight, const float *bias,
+                     float *y);
+
 // At most this many output channels, a stride-1-in-x convolution runs as a direct register-blocked loop
 // (conv_direct.cpp) instead: too few rows to feed a GEMM micro-tile. Returns false when it does not apply.
 constexpr int64_t kDirectMaxChannels = 3;

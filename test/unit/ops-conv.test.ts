@@ -1,13 +1,14 @@
 // sgld_conv3d, sgld_conv2d and sgld_upsample_nearest on the CPU backend against float64 references written
 // here: Wan VAE's causal 3x3x3 convs (pads {2,0,1,1,1,1}), stride-2 spatial downsampling with asymmetric pads
-// {0,1,0,1}, temporal (3,1,1) stride (2,1,1), 1x1x1 (plain and strided), K accumulated over several k blocks,
-// output frames whose window reaches into the time padding (those taps are skipped), 16-pixel panels inside a
-// row, at its edges and spanning two rows, a 2-D kernel with every asymmetry, 1 and 2 threads, and argument
-// errors.
+// {0,1,0,1}, temporal (3,1,1) stride (2,1,1), 1x1x1 (plain and strided), the folded 1x2x2 upsample convs, K
+// accumulated over several k blocks, output frames whose window reaches into the time padding (those taps are
+// skipped), 16-pixel panels inside a row, at its edges and spanning two rows, a 2-D kernel with every asymmetry,
+// the Winograd path's tiles, panels, channel blocks and frame windows, 1 and 2 threads, and argument errors.
 //
-// Tolerance: inputs and weights are uniform in [-1, 1], so an output is a length-K dot product off by a few fp32
-// ulps per term; checks allow |got - want| <= 1e-7 * (K + 16) * (1 + |want|) as the GEMM tests do (measured
-// 5-20x below). A wrong tap, pad side, stride or channel gives O(0.1) errors. Upsampling is exact.
+// Tolerance: inputs and weights are uniform in [-1, 1], so an output of the GEMM or direct paths is a length-K
+// dot product off by a few fp32 ulps per term; checks allow |got - want| <= 1e-7 * (K + 16) * (1 + |want|) as the
+// GEMM tests do (measured 5-20x below). The Winograd path (stride-1 3x3) rounds more: see tolerance(). A wrong
+// tap, pad side, stride or channel gives O(0.1) errors. Upsampling is exact.
 import t from 'tap';
 import { NativeDType, Status } from '../../src/runtime/native.js';
 import { NativeHarness, i32, randomFloats } from '../helpers/native-harness.js';
@@ -68,11 +69,30 @@ function worstError(got: Float32Array, want: Float64Array): number {
   return worst;
 }
 
+/** The path conv.cpp picks: direct for 1-3 output channels, Winograd for stride-1 3x3 spatial kernels, else GEMM. */
+function convPath(c: ConvCase): 'direct' | 'winograd' | 'gemm' {
+  if (c.cout <= 3 && c.stride[2] === 1) return 'direct';
+  if (c.kh === 3 && c.kw === 3 && c.stride[1] === 1 && c.stride[2] === 1) return 'winograd';
+  return 'gemm';
+}
+
+/**
+ * Error bound per path, relative to 1 + |want|. GEMM and direct sums: a few fp32 ulps per product,
+ * 1e-7 (K + 16). Winograd F(4x4, 3x3): its transforms scale values by up to ~10 and cancel again, so the
+ * rounding follows the size of the transformed partial sums, a random walk over the c_in x kt (input channel,
+ * time offset) pairs: 1.5e-5 sqrt(c_in kt). Measured: 2.2e-6 to 3.7e-6 sqrt(c_in kt) over the cases below,
+ * 4-7x inside it; a wrong tap, pad or channel gives O(0.1) errors.
+ */
+function tolerance(c: ConvCase): number {
+  if (convPath(c) === 'winograd') return 1.5e-5 * Math.sqrt(c.cin * c.kt);
+  return 1e-7 * (c.cin * c.kt * c.kh * c.kw + 16);
+}
+
 /** Runs a case through sgld_conv3d (or sgld_conv2d when `as2d`); the output starts as NaN so no stale value hides. */
-function runConv(h: NativeHarness, c: ConvCase, seed: number, as2d = false) {
+function runConv(h: NativeHarness, c: ConvCase, seed: number, as2d = false, weightScale = 1) {
   const K = c.cin * c.kt * c.kh * c.kw;
   const x = randomFloats(c.n * c.cin * c.t * c.h * c.w, seed);
-  const wt = randomFloats(c.cout * K, seed + 1);
+  const wt = randomFloats(c.cout * K, seed + 1, weightScale);
   const bias = c.bias ? randomFloats(c.cout, seed + 2) : null;
   const [to, ho, wo] = outSize(c);
   const count = c.n * c.cout * to * ho * wo;
@@ -87,23 +107,24 @@ function runConv(h: NativeHarness, c: ConvCase, seed: number, as2d = false) {
   const got = h.download(py, count);
   for (const p of [px, pw, py]) h.free(p);
   if (pb) h.free(pb);
-  return { got, want: refConv3d(c, x, wt, bias), tol: 1e-7 * (K + 16) };
+  return { got, want: refConv3d(c, x, wt, bias), tol: tolerance(c) };
 }
 
 const base = { n: 1, stride: [1, 1, 1] as [number, number, number], pads: [0, 0, 0, 0, 0, 0] as ConvCase['pads'], bias: true };
 
 const CONV3D_CASES: ConvCase[] = [
   { ...base, name: 'causal 3x3x3, pads {2,0,1,1,1,1}', n: 2, cin: 5, t: 4, h: 9, w: 11, cout: 7, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
-  { ...base, name: 'causal 3x3x3 on one frame, K = 324 in 2 chunks (one tile for all threads)', cin: 12, t: 1, h: 11, w: 13, cout: 9, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
+  { ...base, name: 'causal 3x3x3 on one frame, 12 channels (one task for all threads)', cin: 12, t: 1, h: 11, w: 13, cout: 9, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
+  { ...base, name: '1x2x2 (a folded upsample phase), K = 520 in 2 chunks, one tile for all threads', cin: 130, t: 1, h: 11, w: 13, cout: 9, kt: 1, kh: 2, kw: 2, pads: [0, 0, 1, 0, 1, 0] },
   { ...base, name: 'spatial 3x3 stride 2, pads {0,0,0,1,0,1} (Wan downsample)', n: 2, cin: 4, t: 3, h: 13, w: 16, cout: 5, kt: 1, kh: 3, kw: 3, stride: [1, 2, 2], pads: [0, 0, 0, 1, 0, 1] },
   { ...base, name: 'temporal (3,1,1) stride (2,1,1), no pads (Wan time_conv)', cin: 6, t: 7, h: 5, w: 6, cout: 4, kt: 3, kh: 1, kw: 1, stride: [2, 1, 1] },
   { ...base, name: 'temporal (3,1,1) stride (2,1,1), causal pads {2,0}', cin: 6, t: 6, h: 4, w: 7, cout: 4, kt: 3, kh: 1, kw: 1, stride: [2, 1, 1], pads: [2, 0, 0, 0, 0, 0] },
   { ...base, name: '1x1x1 (K = input channels only)', n: 2, cin: 13, t: 3, h: 7, w: 9, cout: 11, kt: 1, kh: 1, kw: 1 },
   { ...base, name: '1x1x1 without bias', cin: 8, t: 2, h: 30, w: 41, cout: 3, kt: 1, kh: 1, kw: 1, bias: false },
   { ...base, name: '1x1x1 with stride 2 (im2col path)', cin: 5, t: 3, h: 9, w: 8, cout: 6, kt: 1, kh: 1, kw: 1, stride: [2, 2, 2] },
-  { ...base, name: 'K = 1080 in 5 chunks, tiles of 256 pixels splitting output rows', cin: 40, t: 2, h: 33, w: 35, cout: 5, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
+  { ...base, name: 'causal 3x3x2, K = 1080 in 5 chunks, tiles of 256 pixels splitting output rows', cin: 60, t: 2, h: 33, w: 35, cout: 5, kt: 3, kh: 3, kw: 2, pads: [2, 0, 1, 1, 1, 0] },
   { ...base, name: 'kernel wider than the input with big pads, no bias', cin: 3, t: 2, h: 2, w: 3, cout: 4, kt: 2, kh: 3, kw: 5, pads: [1, 2, 2, 1, 3, 1], bias: false },
-  { ...base, name: '540 taps per time offset (2 k blocks each), 16-pixel runs inside and at both edges, c_out 13', cin: 60, t: 3, h: 5, w: 34, cout: 13, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
+  { ...base, name: 'causal 3x2x3, 540 taps per time offset (2 k blocks each), 16-pixel runs inside and at both edges, c_out 13', cin: 90, t: 3, h: 5, w: 34, cout: 13, kt: 3, kh: 2, kw: 3, pads: [2, 0, 1, 0, 1, 1] },
   { ...base, name: 'first causal chunk: one frame, two zero frames in front (their taps skipped)', cin: 7, t: 1, h: 4, w: 32, cout: 8, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
   { ...base, name: 'window past the last frame too (pads {1,2}): only the middle taps exist', cin: 4, t: 1, h: 3, w: 17, cout: 5, kt: 3, kh: 3, kw: 3, pads: [1, 2, 1, 1, 1, 1] },
   { ...base, name: 'c_out 3 (direct path): causal 3x3x3, 40-pixel rows (a full and a partial 32-pixel group)', cin: 6, t: 3, h: 5, w: 40, cout: 3, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
@@ -121,10 +142,56 @@ t.test('conv3d matches a direct float64 convolution (causal, strided, asymmetric
 });
 
 t.test('two threads give the same bits as one thread', async (t) => {
-  for (const i of [0, 2, 8, 10, 13]) {
+  for (const i of [0, 2, 3, 9, 11, 14]) {
     const one = runConv(h1, CONV3D_CASES[i]!, 900 + i), two = runConv(h2, CONV3D_CASES[i]!, 900 + i);
     t.ok(one.got.every((v, k) => Object.is(v, two.got[k])), `${CONV3D_CASES[i]!.name}`);
   }
+});
+
+// Shapes the Winograd path has to get right beyond the cases above (which it also runs: every stride-1 3x3 with
+// more than 3 output channels): partial tiles, tile rows padded to 8-tile vectors and split across tasks, half
+// a 16-tile panel, several channel blocks, output channels that are not a multiple of the 6-row panels, frames
+// whose window lies partly or entirely in the time padding, time strides, asymmetric and no spatial padding.
+const WINOGRAD_CASES: ConvCase[] = [
+  { ...base, name: 'causal 3x3x3 on odd 13x11 frames (partial tiles at the bottom and right), 3 frames', cin: 6, t: 3, h: 13, w: 11, cout: 7, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
+  { ...base, name: 'kt 1, 4 frames, c_out 4 (one 6-row panel with 2 rows of padding)', cin: 5, t: 4, h: 8, w: 8, cout: 4, kt: 1, kh: 3, kw: 3, pads: [0, 0, 1, 1, 1, 1] },
+  { ...base, name: '130 input channels (two channel blocks), n 2, 6x7 frames', n: 2, cin: 130, t: 2, h: 6, w: 7, cout: 8, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
+  { ...base, name: '75 tiles per row (a row split across tasks, padded to 80 lanes), no bias', cin: 3, t: 1, h: 5, w: 299, cout: 6, kt: 1, kh: 3, kw: 3, pads: [0, 0, 1, 1, 1, 1], bias: false },
+  { ...base, name: '24 tiles per frame (the last 16-tile panel half empty)', cin: 4, t: 2, h: 12, w: 20, cout: 5, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
+  { ...base, name: 'time pads {3,0}: the first output frame sees only padding (bias), the next one 1 of 3 taps', cin: 4, t: 2, h: 5, w: 9, cout: 6, kt: 3, kh: 3, kw: 3, pads: [3, 0, 1, 1, 1, 1] },
+  { ...base, name: 'time stride 2, time pads {1,2}, spatial pads {2,0,0,2}', cin: 5, t: 5, h: 9, w: 10, cout: 7, kt: 3, kh: 3, kw: 3, stride: [2, 1, 1], pads: [1, 2, 2, 0, 0, 2] },
+  { ...base, name: 'no spatial padding: 3x3 frames to one output pixel', cin: 3, t: 1, h: 3, w: 3, cout: 4, kt: 1, kh: 3, kw: 3 },
+  { ...base, name: 'a decode chunk: 2 cached + 8 new frames, 16x16, 12 output channels (two panels)', cin: 8, t: 10, h: 16, w: 16, cout: 12, kt: 3, kh: 3, kw: 3 , pads: [0, 0, 1, 1, 1, 1] },
+];
+
+t.test('Winograd F(4x4, 3x3) path matches a direct float64 convolution', async (t) => {
+  for (const [label, h] of HARNESSES) {
+    for (const [i, c] of WINOGRAD_CASES.entries()) {
+      t.equal(convPath(c), 'winograd', `${c.name} runs the Winograd path`);
+      const { got, want, tol } = runConv(h, c, 1500 + 10 * i);
+      const err = worstError(got, want);
+      t.ok(err <= tol, `${c.name}, ${label}: error ${err.toExponential(2)} <= ${tol.toExponential(1)}`);
+    }
+  }
+});
+
+t.test('Winograd: two threads give the same bits as one thread', async (t) => {
+  for (const [i, c] of WINOGRAD_CASES.entries()) {
+    const one = runConv(h1, c, 1900 + i), two = runConv(h2, c, 1900 + i);
+    t.ok(one.got.every((v, k) => Object.is(v, two.got[k])), c.name);
+  }
+});
+
+// A Wan VAE conv at full width: 384 channels, all three time taps, weights scaled by 1/sqrt(fan-in) as trained
+// layers are, so the output has the scale of the input. Error relative to the output's RMS: Winograd adds
+// ~10x the direct sum's rounding error (conv_winograd.cpp); the VAE parity goldens allow ~50x float32's.
+t.test('Winograd error at Wan width (384 channels x 3 taps x 3x3) against float64', async (t) => {
+  const c: ConvCase = { ...base, name: 'wan-width', cin: 384, t: 3, h: 12, w: 12, cout: 8, kt: 3, kh: 3, kw: 3, pads: [0, 0, 1, 1, 1, 1] };
+  const { got, want } = runConv(h2, c, 2500, false, 1 / Math.sqrt(c.cin * 27));
+  let sq = 0, worst = 0;
+  for (let i = 0; i < want.length; i++) { sq += want[i]! ** 2; worst = Math.max(worst, Math.abs(got[i]! - want[i]!)); }
+  const rms = Math.sqrt(sq / want.length);
+  t.ok(worst / rms <= 5e-5, `max error ${(worst / rms).toExponential(2)} of the output RMS ${rms.toFixed(3)} <= 5e-5`);
 });
 
 const base2d = { ...base, t: 1, kt: 1 };
