@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { type SgldProcess, killIfRunning, startSgld, waitReady } from './sgld-process.js';
+import { type SgldProcess, killIfRunning, startSgld, waitReady } from '../helpers/sgld-process.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sgld-faults-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import t from 'tap';
-import { type SgldProcess, killIfRunning, startSgld, waitReady } from '../faults/sgld-process.js';
+import { type SgldProcess, killIfRunning, startSgld, waitReady } from '../helpers/sgld-process.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sgld-input-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));

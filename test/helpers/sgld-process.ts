@@ -1,4 +1,4 @@
-// `sgld serve` as a real child process for the fault and input tests: started from source through tap's TypeScript
+// `sgld serve` as a real child process for tests (API, faults, input): started from source through tap's TypeScript
 // loader (test/api/sgld-cli-entry.ts), on a free loopback port, with its output kept for assertions and failure
 // reports. Startup includes the TS compile of the engine's worker modules (10-20 s on 2 busy cores).
 import { type ChildProcess, spawn } from 'node:child_process';
