@@ -8,35 +8,22 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
-import type { GenerationParams, ImageJobParams, JobEvent, VideoJobParams } from '../../src/actors/api.js';
+import type { GenerationParams } from '../../src/actors/api.js';
 import { Supervisor } from '../../src/actors/supervisor.js';
-import type { LogFields, Logger } from '../../src/kernel/index.js';
+import { finished, jobParams, picture as pictureOf, recordingLogger } from '../helpers/engine-jobs.js';
 import { fixtureRoot } from '../helpers/goldens.js';
 
 // Six worker starts (2 ranks, then 2 restarts of both), each compiling the engine under tap's TS loader: slow on a
 // busy 2-core machine.
 t.setTimeout(300_000);
 
-const logs: { level: string; message: string; fields?: LogFields }[] = [];
-const log = (level: string) => (message: string, fields?: LogFields) => void logs.push({ level, message, fields });
-const logger: Logger = { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
+const logger = recordingLogger();
+const logs = logger.lines;
 
 const base: GenerationParams = { prompt: 'a lighthouse at dusk', n: 1, seed: 5, generatorDevice: 'cpu', enableTeacache: false, numInferenceSteps: 2 };
-const imageParams = (over: Partial<ImageJobParams> = {}): ImageJobParams => ({ ...base, format: 'png', level: 75, inputs: [], ...over });
-const videoParams = (over: Partial<VideoJobParams> = {}): VideoJobParams => ({ ...base, fps: 8, numFrames: 5, level: 50, ...over });
+const { imageParams, videoParams } = jobParams(base);
 
-function finished(engine: Supervisor, id: string): Promise<JobEvent[]> {
-  const seen: JobEvent[] = [];
-  return new Promise((resolve) => {
-    const stop = engine.subscribe((e) => {
-      seen.push(e);
-      if (e.type === 'completed' || e.type === 'failed') { stop(); resolve(seen); }
-    }, { jobId: id });
-  });
-}
-
-const picture = async (engine: Supervisor): Promise<Buffer> =>
-  sharp((await (await engine.submitImageJob(imageParams())).result).images[0]!).raw().toBuffer();
+const picture = (engine: Supervisor): Promise<Buffer> => pictureOf(engine, imageParams());
 
 const lora = join(fixtureRoot(), 'wan-tiny', 'lora', 'lora_diffusers_peft.safetensors');
 
