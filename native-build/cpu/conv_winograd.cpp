@@ -7,13 +7,15 @@
 //
 // Structure of a call:
 // - U = G g G^T for every (cout, ci, dt) filter, once per call, stored as the micro-kernel's A panels per
-//   (time offset, input channel block, point); time offsets no output frame reads outside the causal padding
-//   are not transformed (Wan's first chunk needs one of three).
-// - Tasks are blocks of up to kWinoTiles tiles of one or more output frames. Per input channel block and input
-//   frame a task transforms its input tiles once (V = B^T d B, written straight into 16-tile B panels per
-//   point), then runs the 36 GEMMs into the M buffer of every output frame that frame feeds (taps in the time
-//   padding have no input frame and cost nothing); at the end Y = A^T M A + bias into the output. Scratch per
-//   thread: 36 x kc x kWinoTiles floats of V and at most kWinoTaskBytes of M, whatever the frame size.
+//   (input channel block, 6 output channels, point) with the time offsets of each point consecutive; time
+//   offsets no output frame reads outside the causal padding are not transformed (Wan's first chunk: 1 of 3).
+// - Tasks are blocks of up to kWinoTiles tiles of one or more output frames (and a share of the output channels
+//   when tiles are few). Per input channel block a task transforms every input frame it reads once (V = B^T d B,
+//   written straight into 16-tile B panels per point, consecutive frames contiguous), then per point runs the
+//   GEMMs of all its frames: an output frame's time offsets are consecutive input frames, so they make one
+//   micro-kernel pass over n_dt * kc steps (taps in the time padding have no input frame and cost nothing).
+//   At the end Y = A^T M A + bias into the output. Scratch per thread: at most kWinoTaskBytes of V and M,
+//   whatever the frame size.
 //
 // Transform points 0, 1, -1, 1/2, -2 and infinity rather than Lavin's 0, +-1, +-2: in float32 they halve the
 // transform's rounding error (measured on 384-channel 3x3x3 convs against float64: max error 1.4e-5 of the
@@ -25,6 +27,7 @@
 #include "gemm_simd.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <new>
@@ -37,9 +40,9 @@ constexpr int64_t kTileOut = 4;  // output tile edge (m)
 constexpr int64_t kTileIn = 6;   // input tile edge (m + 3 - 1)
 constexpr int64_t kPoints = kTileIn * kTileIn;
 constexpr int64_t MR = kGemmMR, NR = kGemmNR;
-// Input channels per block and tiles per task. A task's V (36 x kc x tiles) and M (36 x c_out x tiles per frame)
-// live in L2/L3; U streams through once per task and input frame, so the tiles per task set its reuse
-// (2 x tiles FLOPs per float).
+// Input channels per block and tiles per task. Per point, a task's V (all its input frames) stays in L2 while the
+// A panels of U stream past once for all its frames and tiles: 2 x tiles x frames FLOPs per U float (U of 384
+// channels is 64 MiB and comes from memory). 32 tiles measured ~15% slower, 128 no faster.
 #ifndef SGLD_WINO_KC
 #define SGLD_WINO_KC 128
 #endif
@@ -47,15 +50,19 @@ constexpr int64_t MR = kGemmMR, NR = kGemmNR;
 #define SGLD_WINO_TILES 64
 #endif
 #ifndef SGLD_WINO_TASK_MB
-#define SGLD_WINO_TASK_MB 4
+#define SGLD_WINO_TASK_MB 12
 #endif
 constexpr int64_t kWinoKC = SGLD_WINO_KC;
 // Output frames per task: each input frame's transform serves every output frame of the task that reads it,
-// while the task's M (36 x c_out x tiles per frame) stays within kWinoTaskBytes (in L3 beside the other thread's).
+// while the task's V (36 x kc x tiles per input frame) and M (36 x c_out x tiles per output frame) stay within
+// kWinoTaskBytes (L3, beside the other thread's; 4 MiB measured 10-20% slower on 192 and 384 channels).
 constexpr int64_t kMaxTaskFrames = 8;
 constexpr int64_t kWinoTaskBytes = int64_t(SGLD_WINO_TASK_MB) << 20;
 constexpr int64_t kWinoTiles = SGLD_WINO_TILES;
 constexpr int64_t kLanes = 8;  // tiles per transform vector
+// Outputs at least this large are written with non-temporal stores: they leave the caches anyway, and plain
+// stores would first read every line from memory.
+constexpr int64_t kStreamOutputBytes = int64_t(16) << 20;
 
 // Eight floats (GCC/Clang vector extension: AVX registers when built for them, plain code otherwise).
 typedef float F8 __attribute__((vector_size(32)));
@@ -110,9 +117,9 @@ struct WinoProfile {
 };
 WinoProfile g_wino_profile;
 namespace {
-#define WINO_PROF(i, stmt) do { const uint64_t t0_ = __rdtsc(); stmt; g_wino_profile.t[i] += __rdtsc() - t0_; } while (0)
+#define WINO_PROF(i, ...) do { const uint64_t t0_ = __rdtsc(); __VA_ARGS__; g_wino_profile.t[i] += __rdtsc() - t0_; } while (0)
 #else
-#define WINO_PROF(i, stmt) stmt
+#define WINO_PROF(i, ...) __VA_ARGS__
 #endif
 
 // ---- eight tiles side by side ----------------------------------------------------------------------------------
@@ -144,16 +151,28 @@ inline void tile_columns(const float *row, F8 e[6]) {
 #endif
 }
 
-// The inverse for four output columns: out[4 * t + c] = o[c] lane of tile t, t < 8 (32 floats).
-inline void tile_rows_out(const F8 o[4], float *out) {
+// The inverse for four output columns: out[4 * t + c] = o[c] lane of tile t, t < 8 (32 floats). `stream`: out is
+// 32-byte aligned and written with non-temporal stores (a large output that will not stay in cache: no read of
+// the lines before they are written).
+inline void tile_rows_out(const F8 o[4], float *out, bool stream) {
 #if SGLD_HAVE_AVX2
     const __m256 lo01 = _mm256_unpacklo_ps(o[0], o[1]), lo23 = _mm256_unpacklo_ps(o[2], o[3]);
     const __m256 hi01 = _mm256_unpackhi_ps(o[0], o[1]), hi23 = _mm256_unpackhi_ps(o[2], o[3]);
-    _mm256_storeu_ps(out, _mm256_shuffle_ps(lo01, lo23, 0x44));
-    _mm256_storeu_ps(out + 8, _mm256_shuffle_ps(lo01, lo23, 0xEE));
-    _mm256_storeu_ps(out + 16, _mm256_shuffle_ps(hi01, hi23, 0x44));
-    _mm256_storeu_ps(out + 24, _mm256_shuffle_ps(hi01, hi23, 0xEE));
+    const __m256 r0 = _mm256_shuffle_ps(lo01, lo23, 0x44), r1 = _mm256_shuffle_ps(lo01, lo23, 0xEE);
+    const __m256 r2 = _mm256_shuffle_ps(hi01, hi23, 0x44), r3 = _mm256_shuffle_ps(hi01, hi23, 0xEE);
+    if (stream) {
+        _mm256_stream_ps(out, r0);
+        _mm256_stream_ps(out + 8, r1);
+        _mm256_stream_ps(out + 16, r2);
+        _mm256_stream_ps(out + 24, r3);
+        return;
+    }
+    _mm256_storeu_ps(out, r0);
+    _mm256_storeu_ps(out + 8, r1);
+    _mm256_storeu_ps(out + 16, r2);
+    _mm256_storeu_ps(out + 24, r3);
 #else
+    (void)stream;
     for (int c = 0; c < 4; ++c)
         for (int l = 0; l < kLanes; ++l) out[4 * kLaneTile[l] + c] = o[c][l];
 #endif
@@ -185,19 +204,19 @@ int64_t point_stride(int64_t floats) {
 
 // ---- plan -------------------------------------------------------------------------------------------------------
 struct WinoBlock {
-    int64_t dt, c0, kc;  // time offset and input channels [c0, c0 + kc)
-    int64_t u_offset;    // its transformed weights: mp / 6 panel groups of kPoints A panels (transform_weights)
+    int64_t c0, kc;    // input channels [c0, c0 + kc)
+    int64_t u_offset;  // its transformed weights (transform_weights)
 };
 
 struct WinoPlan {
     int64_t th = 0, tw = 0, tw8 = 0;  // tile rows, tiles per row, tiles per row rounded up to whole vectors
     int64_t mp = 0, kc_max = 0, u_floats = 0;
-    int64_t c_blocks = 0;            // blocks per time offset
-    std::vector<WinoBlock> blocks;   // dt-major: blocks[dt * c_blocks + cb]
+    std::vector<WinoBlock> blocks;    // input channel blocks
     int64_t tiles_per_frame() const { return th * tw8; }
-    // Floats from one point's A panel to the next within a panel group (see transform_weights).
-    static int64_t a_stride(int64_t kc) { return point_stride(MR * kc); }
 };
+
+// Floats from one point's A panels to the next (the kt time offsets of kc channels each, see transform_weights).
+int64_t a_stride(const ConvShape &s, int64_t kc) { return point_stride(MR * s.kt * kc); }
 
 WinoPlan make_plan(const ConvShape &s) {
     WinoPlan plan;
@@ -207,13 +226,11 @@ WinoPlan make_plan(const ConvShape &s) {
     plan.mp = round_up(s.cout, MR);
     const int64_t count = (s.cin + kWinoKC - 1) / kWinoKC;  // balanced: 384 channels are 3 x 128, 200 are 2 x 100
     plan.kc_max = (s.cin + count - 1) / count;
-    plan.c_blocks = (s.cin + plan.kc_max - 1) / plan.kc_max;
-    for (int64_t dt = 0; dt < s.kt; ++dt)
-        for (int64_t c0 = 0; c0 < s.cin; c0 += plan.kc_max) {
-            const int64_t kc = std::min(plan.kc_max, s.cin - c0);
-            plan.blocks.push_back(WinoBlock{dt, c0, kc, plan.u_floats});
-            plan.u_floats += (plan.mp / MR) * kPoints * WinoPlan::a_stride(kc);
-        }
+    for (int64_t c0 = 0; c0 < s.cin; c0 += plan.kc_max) {
+        const int64_t kc = std::min(plan.kc_max, s.cin - c0);
+        plan.blocks.push_back(WinoBlock{c0, kc, plan.u_floats});
+        plan.u_floats += (plan.mp / MR) * kPoints * a_stride(s, kc);
+    }
     return plan;
 }
 
@@ -250,24 +267,23 @@ inline void gather_filters(const float *const src[MR], int64_t rows, F8 g[9]) {
     }
 }
 
-// U = G g G^T for output channels [6 * panel, 6 * panel + 6) and the input channels of block column cb (the
-// blocks of every used time offset dt: used[dt]), one vector lane per output channel. Lanes of missing channels
-// (c_out not a multiple of 6) are zero, as the micro-kernel's A padding must be. The weight is read once, in
-// order: per input channel the kt x 9 taps of each filter are contiguous.
-// Layout: u[b.u_offset + (panel * 36 + p) * ps + k * 6 + r], the 36 points of a panel together, ps =
-// a_stride(kc): a panel's writes stay inside 36 x 6 x kc floats and the 36 point streams do not share a cache
-// set. Each k step is written with 8-float stores whose last two lanes the next k step overwrites (the last k
-// step of a panel writes its 6 lanes only).
-void transform_weights(const ConvShape &s, const WinoPlan &plan, int64_t cb, int64_t panel, const char *used,
-                       const float *weight, float *u) {
-    const int64_t K = s.k(), rows = std::min(MR, s.cout - panel * MR);
-    const WinoBlock &first = plan.blocks[size_t(cb)];  // the block of dt 0; the others have the same channels
-    const int64_t ps = WinoPlan::a_stride(first.kc);
-    for (int64_t k = 0; k < first.kc; ++k) {
-        const bool last = k + 1 == first.kc;
+// U = G g G^T for output channels [6 * panel, 6 * panel + 6) and the input channels of block b, every used time
+// offset (used[dt]), one vector lane per output channel. Lanes of missing channels (c_out not a multiple of 6)
+// are zero, as the micro-kernel's A padding must be. The weight is read once, in order: per input channel the
+// kt x 9 taps of each filter are contiguous.
+// Layout: u[b.u_offset + (panel * 36 + p) * as + (dt * kc + k) * 6 + r], as = a_stride(kc): the time offsets of
+// one point follow each other, so the taps of consecutive input frames are one contiguous A panel of
+// n_dt * kc steps. A panel group's writes stay inside 36 x 6 x kt x kc floats and the 36 point streams do not
+// share a cache set. Each step is written with 8-float stores whose last two lanes the next step overwrites (the
+// last step of a time offset writes its 6 lanes only).
+void transform_weights(const ConvShape &s, const WinoPlan &plan, const WinoBlock &b, int64_t panel,
+                       const char *used, const float *weight, float *u) {
+    const int64_t K = s.k(), rows = std::min(MR, s.cout - panel * MR), as = a_stride(s, b.kc);
+    float *group = u + b.u_offset + panel * kPoints * as;
+    for (int64_t k = 0; k < b.kc; ++k) {
+        const bool last = k + 1 == b.kc;
         for (int64_t dt = 0; dt < s.kt; ++dt) {
             if (!used[dt]) continue;
-            const WinoBlock &b = plan.blocks[size_t(dt * plan.c_blocks + cb)];
             const float *src[MR];
             for (int64_t r = 0; r < MR; ++r)
                 src[r] = weight + (panel * MR + std::min(r, rows - 1)) * K + ((b.c0 + k) * s.kt + dt) * 9;
@@ -275,12 +291,12 @@ void transform_weights(const ConvShape &s, const WinoPlan &plan, int64_t cb, int
             gather_filters(src, rows, g);
             F8 cols[3][6];  // G applied down each kernel column dx
             for (int dx = 0; dx < 3; ++dx) weight_1d(g[dx], g[3 + dx], g[6 + dx], cols[dx]);
-            float *dst = u + b.u_offset + panel * kPoints * ps + k * MR;
+            float *dst = group + (dt * b.kc + k) * MR;
             for (int a = 0; a < 6; ++a) {
                 F8 row[6];
                 weight_1d(cols[0][a], cols[1][a], cols[2][a], row);
                 for (int c = 0; c < 6; ++c) {
-                    float *d = dst + (a * 6 + c) * ps;
+                    float *d = dst + (a * 6 + c) * as;
                     if (!last) {
                         store8(d, row[c]);
                     } else {
@@ -325,27 +341,32 @@ void vertical_transform(const ConvShape &s, const float *plane, const float *nex
     }
 }
 
-struct TaskTiles {
+struct Task {
     int64_t ni, z0, nz;  // output frames [z0, z0 + nz) of sample ni
     int64_t t0, nt;      // tiles [t0, t0 + nt) of a frame's raster (tw8 per row), nt a multiple of 8
+    int64_t co0, co1;    // output channels [co0, co1), co0 a multiple of 6
+    int64_t iz_lo, iz_hi;  // the input frames they read
     int64_t panels() const { return (nt + NR - 1) / NR; }
 };
 
-// V for the task's tiles of input frame iz, input channels [c0, c0 + kc): v[p * vs + (jp * kc + k) * 16 + lane],
-// B panels of 16 tiles, vs = point_stride(panels * kc * 16).
-void transform_input(const ConvShape &s, const WinoPlan &plan, int64_t c0, int64_t kc, int64_t iz,
-                     const TaskTiles &task, const float *x, float *v, float *rows) {
-    const int64_t vs = point_stride(task.panels() * kc * NR);
+// V of the task's tiles for input frame iz (slot iz - task.iz_lo) and input channels [c0, c0 + kc):
+// v[p * vs + ((jp * n_in + slot) * kc + k) * 16 + lane], vs = point_stride(panels * n_in * kc * 16): per point
+// and 16-tile panel the input frames follow each other, so consecutive frames are one contiguous B panel.
+void transform_input(const ConvShape &s, const WinoPlan &plan, int64_t c0, int64_t kc, int64_t iz, const Task &task,
+                     const float *x, float *v, float *rows) {
+    const int64_t n_in = task.iz_hi - task.iz_lo, slot = iz - task.iz_lo;
+    const int64_t vs = point_stride(task.panels() * n_in * kc * NR);
     for (int64_t k = 0; k < kc; ++k) {
         const float *plane = x + ((task.ni * s.cin + c0 + k) * s.t + iz) * s.h * s.w;
         const float *next = k + 1 < kc ? plane + s.t * s.h * s.w : nullptr;
+        // The task's tiles as runs inside one tile row: one vertical pass per run, then 8 tiles at a time.
         for (int64_t j = 0; j < task.nt;) {
             const int64_t tile = task.t0 + j, ty = tile / plan.tw8, tx0 = tile % plan.tw8;
             const int64_t count = std::min(plan.tw8 - tx0, task.nt - j), width = 4 * count + kLanes;
             vertical_transform(s, plane, next, ty * kTileOut - s.ph, tx0 * kTileOut - s.pw, width, rows);
             for (int64_t g = 0; g < count; g += kLanes) {
                 const int64_t jj = j + g;  // task-relative tile of lane group g
-                float *dst = v + ((jj / NR) * kc + k) * NR + jj % NR;
+                float *dst = v + (((jj / NR) * n_in + slot) * kc + k) * NR + jj % NR;
                 for (int i = 0; i < 6; ++i) {
                     F8 e[6], o[6];
                     tile_columns(rows + i * width + 4 * g, e);
@@ -359,14 +380,15 @@ void transform_input(const ConvShape &s, const WinoPlan &plan, int64_t c0, int64
 }
 
 // ---- output transform -------------------------------------------------------------------------------------------
-// Y = A^T M A + bias for the task's tiles of output frame oz, all output channels; m[p * ms + co * ldm + tile].
-void transform_output(const ConvShape &s, const WinoPlan &plan, const TaskTiles &task, int64_t oz, const float *m,
+// Y = A^T M A + bias for the task's tiles and output channels in output frame oz; m[p * ms + (co - co0) * ldm + tile].
+void transform_output(const ConvShape &s, const WinoPlan &plan, const Task &task, int64_t oz, const float *m,
                       int64_t ms, int64_t ldm, const float *bias, float *y) {
     const int64_t P = s.pixels();
-    for (int64_t co = 0; co < s.cout; ++co) {
+    const bool stream = s.n * s.cout * s.to * P * int64_t(sizeof(float)) >= kStreamOutputBytes;
+    for (int64_t co = task.co0; co < std::min(task.co1, s.cout); ++co) {
         float *out = y + ((task.ni * s.cout + co) * s.to + oz) * P;
         const float bv = bias ? bias[co] : 0.0f;
-        const float *mc = m + co * ldm;
+        const float *mc = m + (co - task.co0) * ldm;
         for (int64_t j = 0; j < task.nt; j += kLanes) {
             const int64_t tile = task.t0 + j, ty = tile / plan.tw8, tx0 = tile % plan.tw8;
             if (tx0 >= plan.tw) continue;  // lanes padding the tile row to whole vectors
@@ -386,10 +408,10 @@ void transform_output(const ConvShape &s, const WinoPlan &plan, const TaskTiles 
                 for (int c = 0; c < 4; ++c) o[c] += bv;
                 float *dst = out + oy * s.wo + ox0;
                 if (nx == kLanes * kTileOut) {
-                    tile_rows_out(o, dst);
+                    tile_rows_out(o, dst, stream && reinterpret_cast<uintptr_t>(dst) % 32 == 0);
                 } else {
                     alignas(32) float tmp[kLanes * kTileOut];
-                    tile_rows_out(o, tmp);
+                    tile_rows_out(o, tmp, false);
                     std::memcpy(dst, tmp, size_t(nx) * sizeof(float));
                 }
             }
@@ -398,58 +420,57 @@ void transform_output(const ConvShape &s, const WinoPlan &plan, const TaskTiles 
 }
 
 // ---- one task ---------------------------------------------------------------------------------------------------
-// All output channels of the task's tiles in its output frames. Each input frame is transformed once per
-// channel block and feeds every output frame whose window holds it (kt of them inside a long chunk), so V is
-// computed once per input frame instead of once per (output frame, dt). Taps in the time padding have no
-// input frame and are never computed. Every output sums its products in the order (channel block, input
-// frame), whatever the task split.
-void winograd_task(const ConvShape &s, const WinoPlan &plan, const TaskTiles &task, const float *x, const float *u,
+// Per input channel block: V of every input frame the task reads (each transformed once), then per point the
+// GEMMs of every output frame; an output frame's time offsets inside the input are consecutive input frames, so
+// they are one micro-kernel pass of n_dt * kc steps (taps in the time padding have no input frame and cost
+// nothing). The loop order keeps one point's V (all frames) in L2 while its A panels stream past once for all
+// the task's frames and tiles. Every output sums its products in the order (channel block, time offset, input
+// channel), whatever the task split.
+void winograd_task(const ConvShape &s, const WinoPlan &plan, const Task &task, const float *x, const float *u,
                    const float *bias, float *y, float *v, float *m, float *rows) {
-    const int64_t panels = task.panels(), ldm = panels * NR, mp = plan.mp, ms = point_stride(mp * ldm);
-    const int64_t frame_floats = kPoints * ms;
-    const int64_t iz_lo = std::max<int64_t>(0, task.z0 * s.st - s.pt);
-    const int64_t iz_hi = std::min(s.t, (task.z0 + task.nz - 1) * s.st - s.pt + s.kt);
-    bool written[kMaxTaskFrames] = {};
-    for (int64_t cb = 0; cb < plan.c_blocks; ++cb) {
-        const WinoBlock &first = plan.blocks[size_t(cb)];
-        const int64_t kc = first.kc, vs = point_stride(panels * kc * NR), ps = WinoPlan::a_stride(kc);
+    const int64_t panels = task.panels(), ldm = panels * NR, mrows = task.co1 - task.co0;
+    const int64_t ms = point_stride(mrows * ldm), frame_floats = kPoints * ms, n_in = task.iz_hi - task.iz_lo;
+    for (size_t bi = 0; bi < plan.blocks.size(); ++bi) {
+        const WinoBlock &b = plan.blocks[bi];
+        const int64_t kc = b.kc, vs = point_stride(panels * n_in * kc * NR), as = a_stride(s, kc);
         if (task.nt % NR) {
             // The last panel's second half holds no tile: keep its lanes zero for the micro-kernel.
             for (int64_t p = 0; p < kPoints; ++p)
-                for (int64_t k = 0; k < kc; ++k)
-                    std::fill_n(v + p * vs + ((panels - 1) * kc + k) * NR + kLanes, kLanes, 0.0f);
+                for (int64_t k = 0; k < n_in * kc; ++k)
+                    std::fill_n(v + p * vs + ((panels - 1) * n_in * kc + k) * NR + kLanes, kLanes, 0.0f);
         }
-        for (int64_t iz = iz_lo; iz < iz_hi; ++iz) {
-            bool transformed = false;
-            for (int64_t dt = 0; dt < s.kt; ++dt) {
-                const int64_t at = iz + s.pt - dt, oz = at / s.st;
-                if (at < 0 || at % s.st || oz < task.z0 || oz >= task.z0 + task.nz) continue;
-                if (!transformed) {
-                    WINO_PROF(1, transform_input(s, plan, first.c0, kc, iz, task, x, v, rows));
-                    transformed = true;
+        for (int64_t iz = task.iz_lo; iz < task.iz_hi; ++iz)
+            WINO_PROF(1, transform_input(s, plan, b.c0, kc, iz, task, x, v, rows));
+        TileEpilogue e;
+        e.load = bi == 0 ? TileLoad::Overwrite : TileLoad::Accumulate;
+        WINO_PROF(2, for (int64_t p = 0; p < kPoints; ++p) {
+            const float *ap = u + b.u_offset + p * as;
+            const float *vp = v + p * vs;
+            for (int64_t ir = task.co0; ir < task.co1; ir += MR) {
+                const float *a = ap + ir / MR * kPoints * as;
+                for (int64_t oz = task.z0; oz < task.z0 + task.nz; ++oz) {
+                    // Time offsets whose input frame exists: input frames iz_first.. of this task.
+                    const int64_t iz0 = oz * s.st - s.pt;
+                    const int64_t dt_lo = std::max<int64_t>(0, -iz0), dt_hi = std::min(s.kt, s.t - iz0);
+                    if (dt_hi <= dt_lo) continue;
+                    const int64_t steps = (dt_hi - dt_lo) * kc, slot = iz0 + dt_lo - task.iz_lo;
+                    float *c = m + (oz - task.z0) * frame_floats + p * ms + (ir - task.co0) * ldm;
+                    for (int64_t jp = 0; jp < panels; ++jp)
+                        gemm_micro_kernel(steps, a + dt_lo * kc * MR, vp + (jp * n_in + slot) * kc * NR, c + jp * NR, ldm, e);
                 }
-                const WinoBlock &b = plan.blocks[size_t(dt * plan.c_blocks + cb)];
-                bool &w = written[oz - task.z0];
-                TileEpilogue e;
-                e.load = w ? TileLoad::Accumulate : TileLoad::Overwrite;
-                w = true;
-                float *mf = m + (oz - task.z0) * frame_floats;
-                WINO_PROF(2, for (int64_t p = 0; p < kPoints; ++p) {
-                    const float *a = u + b.u_offset + p * ps;
-                    for (int64_t jp = 0; jp < panels; ++jp) {
-                        const float *bp = v + p * vs + jp * kc * NR;
-                        for (int64_t ir = 0; ir < mp; ir += MR)
-                            gemm_micro_kernel(kc, a + ir / MR * kPoints * ps, bp, mf + p * ms + ir * ldm + jp * NR, ldm, e);
-                    }
-                });
             }
-        }
+        });
     }
-    for (int64_t j = 0; j < task.nz; ++j) {
-        float *mf = m + j * frame_floats;
-        if (!written[j]) std::fill_n(mf, frame_floats, 0.0f);  // every tap in the padding: the output is the bias
-        WINO_PROF(3, transform_output(s, plan, task, task.z0 + j, mf, ms, ldm, bias, y));
+    for (int64_t oz = task.z0; oz < task.z0 + task.nz; ++oz) {
+        float *mf = m + (oz - task.z0) * frame_floats;
+        const int64_t iz0 = oz * s.st - s.pt;
+        if (std::min(s.kt, s.t - iz0) <= std::max<int64_t>(0, -iz0))
+            std::fill_n(mf, frame_floats, 0.0f);  // every tap in the padding: the output is the bias
+        WINO_PROF(3, transform_output(s, plan, task, oz, mf, ms, ldm, bias, y));
     }
+#if SGLD_HAVE_AVX2
+    _mm_sfence();  // non-temporal stores are weakly ordered: complete them before the task counts as done
+#endif
 }
 
 thread_local ScratchBuffer tls_wino_u, tls_wino_v, tls_wino_m, tls_wino_rows;
@@ -473,38 +494,58 @@ bool conv3d_winograd(sgld_context_t ctx, const ConvShape &s, const float *x, con
             if (iz >= 0 && iz < s.t) { used[size_t(dt)] = 1; break; }
         }
     const int64_t weight_panels = plan.mp / MR;
-    ctx->pool.run(plan.c_blocks * weight_panels, [&](int64_t i) {
-        WINO_PROF(0, transform_weights(s, plan, i / weight_panels, i % weight_panels,
-                                       used.data(), weight, u));
+    ctx->pool.run(int64_t(plan.blocks.size()) * weight_panels, [&](int64_t i) {
+        WINO_PROF(0, transform_weights(s, plan, plan.blocks[size_t(i / weight_panels)], i % weight_panels, used.data(),
+                                       weight, u));
     });
 
     // Tasks: up to kWinoTiles tiles (a multiple of 8) of up to kMaxTaskFrames output frames, as many frames as
-    // keep the task's M within kWinoTaskBytes; smaller when there would be too few tasks to keep every thread
-    // busy (fewer frames first, then fewer tiles).
+    // keep the task's V and M within kWinoTaskBytes. With too few tasks to keep every thread busy the output
+    // channels are split first (each part re-transforms the input, but no U is read twice), then the frames.
     const int threads = ctx->pool.size();
     const int64_t per_frame = plan.tiles_per_frame();
-    int64_t nt_max = std::min(kWinoTiles, per_frame);
-    const int64_t frame_bytes = kPoints * point_stride(plan.mp * round_up(nt_max, NR)) * int64_t(sizeof(float));
-    int64_t nz_max = std::max<int64_t>(1, std::min({kMaxTaskFrames, s.to, kWinoTaskBytes / frame_bytes}));
-    const auto task_count = [&] { return s.n * ((s.to + nz_max - 1) / nz_max) * ((per_frame + nt_max - 1) / nt_max); };
+    int64_t nt = std::min(kWinoTiles, per_frame);
+    {
+        const int64_t balanced = (per_frame + nt - 1) / nt;
+        nt = round_up((per_frame + balanced - 1) / balanced, kLanes);
+    }
+    const int64_t tile_blocks = (per_frame + nt - 1) / nt, panels = (nt + NR - 1) / NR;
+    const auto task_floats = [&](int64_t nz, int64_t mrows) {
+        const int64_t n_in = std::min(s.t, (nz - 1) * s.st + s.kt);
+        return kPoints * (point_stride(panels * n_in * plan.kc_max * NR) + nz * point_stride(mrows * panels * NR));
+    };
+    int64_t nz = 1;
+    while (nz < std::min(kMaxTaskFrames, s.to) && task_floats(nz + 1, plan.mp) * int64_t(sizeof(float)) <= kWinoTaskBytes) ++nz;
+    int64_t co_parts = 1;
+    const auto task_count = [&] { return s.n * ((s.to + nz - 1) / nz) * tile_blocks * co_parts; };
     while (threads > 1 && task_count() < 2 * threads) {
-        if (nz_max > 1) nz_max = (nz_max + 1) / 2;
-        else if (nt_max > 2 * kLanes) nt_max = std::max(2 * kLanes, nt_max / 2);
+        if (co_parts * MR * 2 <= plan.mp) co_parts *= 2;
+        else if (nz > 1) nz = (nz + 1) / 2;
         else break;
     }
-    const int64_t tile_blocks = (per_frame + nt_max - 1) / nt_max;  // balanced sizes
-    nt_max = round_up((per_frame + tile_blocks - 1) / tile_blocks, kLanes);
-    const int64_t frame_groups = (s.to + nz_max - 1) / nz_max;
-    nz_max = (s.to + frame_groups - 1) / frame_groups;
-    const int64_t panels_max = (nt_max + NR - 1) / NR;
+    const int64_t frame_groups = (s.to + nz - 1) / nz;
+    nz = (s.to + frame_groups - 1) / frame_groups;
+    const int64_t co_step = round_up((plan.mp + co_parts - 1) / co_parts, MR);
+    const int64_t v_floats = kPoints * point_stride(panels * std::min(s.t, (nz - 1) * s.st + s.kt) * plan.kc_max * NR);
+    const int64_t m_floats = nz * kPoints * point_stride(co_step * panels * NR);
 
     std::atomic<bool> ok{true};
-    ctx->pool.run(s.n * frame_groups * tile_blocks, [&](int64_t ti) {
-        const int64_t tb = ti % tile_blocks, fg = ti / tile_blocks % frame_groups, ni = ti / tile_blocks / frame_groups;
-        const int64_t t0 = tb * nt_max, z0 = fg * nz_max;
-        const TaskTiles task{ni, z0, std::min(nz_max, s.to - z0), t0, std::min(nt_max, per_frame - t0)};
-        float *v = tls_wino_v.get(size_t(kPoints * point_stride(plan.kc_max * panels_max * NR)));
-        float *m = tls_wino_m.get(size_t(nz_max * kPoints * point_stride(plan.mp * panels_max * NR)));
+    ctx->pool.run(s.n * frame_groups * tile_blocks * co_parts, [&](int64_t ti) {
+        const int64_t cp = ti % co_parts, tb = ti / co_parts % tile_blocks, rest = ti / co_parts / tile_blocks;
+        const int64_t fg = rest % frame_groups, ni = rest / frame_groups;
+        Task task;
+        task.ni = ni;
+        task.z0 = fg * nz;
+        task.nz = std::min(nz, s.to - task.z0);
+        task.t0 = tb * nt;
+        task.nt = std::min(nt, per_frame - task.t0);
+        task.co0 = cp * co_step;
+        task.co1 = std::min(plan.mp, task.co0 + co_step);
+        task.iz_lo = std::max<int64_t>(0, task.z0 * s.st - s.pt);
+        task.iz_hi = std::min(s.t, (task.z0 + task.nz - 1) * s.st - s.pt + s.kt);
+        if (task.co0 >= task.co1) return;
+        float *v = tls_wino_v.get(size_t(v_floats));
+        float *m = tls_wino_m.get(size_t(m_floats));
         float *rows = tls_wino_rows.get(size_t(6 * (kTileOut * plan.tw8 + kLanes)));
         if (!v || !m || !rows) { ok.store(false); return; }
         winograd_task(s, plan, task, x, u, bias, y, v, m, rows);
