@@ -64,10 +64,12 @@ constexpr int64_t kLanes = 8;  // tiles per transform vector
 // stores would first read every line from memory.
 constexpr int64_t kStreamOutputBytes = int64_t(16) << 20;
 
-// Eight floats (GCC/Clang vector extension: AVX registers when built for them, plain code otherwise).
+// Eight floats (GCC/Clang vector extension: AVX registers when built for them, plain code otherwise). Every
+// function taking or returning one is internal, so the ABI note GCC gives for builds without AVX does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
 typedef float F8 __attribute__((vector_size(32)));
 inline F8 load8(const float *p) { F8 v; std::memcpy(&v, p, sizeof v); return v; }
-inline void store8(float *p, F8 v) { std::memcpy(p, &v, sizeof v); }
+inline void store8(float *p, const F8 &v) { std::memcpy(p, &v, sizeof v); }
 
 // ---- the transforms (one dimension; the 2-D ones apply them to rows, then columns) ----------------------------
 // B^T d for the input: rows of B^T are [1,-3/2,-2,3/2,1,0] [0,-1,1/2,5/2,1,0] [0,1,-5/2,1/2,1,0]
@@ -86,7 +88,7 @@ inline void input_1d(const T d[6], T o[6]) {
 // G g for the weight: rows of G are [1,0,0] [1/3,1/3,1/3] [-1/3,1/3,-1/3] [-16/15,-8/15,-4/15]
 // [1/15,-2/15,4/15] [0,0,1].
 template <class T>
-inline void weight_1d(T g0, T g1, T g2, T o[6]) {
+inline void weight_1d(const T &g0, const T &g1, const T &g2, T o[6]) {
     o[0] = g0;
     o[1] = (g0 + g1 + g2) * (1.0f / 3.0f);
     o[2] = (g1 - g0 - g2) * (1.0f / 3.0f);
@@ -318,20 +320,16 @@ void transform_weights(const ConvShape &s, const WinoPlan &plan, const WinoBlock
 void vertical_transform(const ConvShape &s, const float *plane, const float *next, int64_t iy0, int64_t ix0,
                         int64_t width, float *rows) {
     const float *src[6];
-    int64_t rows_lo = 6, rows_hi = 0;  // rows inside the image
     for (int j = 0; j < 6; ++j) {
         const int64_t iy = iy0 + j;
         src[j] = iy >= 0 && iy < s.h ? plane + iy * s.w : nullptr;
-        if (src[j]) { rows_lo = std::min<int64_t>(rows_lo, j); rows_hi = j + 1; }
     }
     const F8 zero = {};
     for (int64_t q = 0; q < width; q += kLanes) {
         const int64_t ix = ix0 + q;
-#if SGLD_HAVE_AVX2
-        if (next && q % 16 == 0 && ix >= 0 && ix < s.w)
-            for (int64_t j = rows_lo; j < rows_hi; ++j)
-                _mm_prefetch(reinterpret_cast<const char *>(next + (iy0 + j) * s.w + ix), _MM_HINT_T0);
-#endif
+        if (next && q % 16 == 0 && ix >= 0 && ix < s.w)  // one line of each row ahead
+            for (int j = 0; j < 6; ++j)
+                if (src[j]) __builtin_prefetch(next + (src[j] - plane) + ix);
         const bool inside = ix >= 0 && ix + kLanes <= s.w;
         F8 d[6], o[6];
         for (int j = 0; j < 6; ++j)
