@@ -1,5 +1,6 @@
 // Op throughput of the CPU backend: SGEMM (beside OpenBLAS when libopenblas is installed), flash attention and
-// a Wan-VAE-like conv3d, each with 1 and 2 threads. Run: `npm run bench:ops` (about 40 s on 2 idle cores).
+// the Wan VAE decoder's conv3d shapes, each with 1 and 2 threads. Run: `npm run bench:ops` (about 50 s on 2 idle
+// cores).
 // Each figure is the best of a few timed calls after one warm-up call.
 import koffi from 'koffi';
 import { availableParallelism, loadavg } from 'node:os';
@@ -9,6 +10,16 @@ import { NativeDType, type Ptr } from '../src/runtime/native.js';
 
 const THREADS = [1, 2];
 const GEMM_SHAPES: GemmShape[] = [[1024, 1024, 1024], [4096, 1536, 1536], [4096, 8960, 1536]];
+
+// conv3d as in Wan's VAE decoder (sgld_conv3d picks the path: Winograd for stride-1 3x3, implicit GEMM for the
+// 2x2 upsampling phases). GFLOP/s count every tap, taps in the causal time padding included, as torch does.
+interface ConvShape { label: string; cin: number; t: number; h: number; w: number; cout: number; kernel: [number, number, number]; pads: number[] }
+const CONV_SHAPES: ConvShape[] = [
+  { label: '3x3x3 causal', cin: 96, t: 4, h: 64, w: 64, cout: 96, kernel: [3, 3, 3], pads: [2, 0, 1, 1, 1, 1] },
+  { label: '3x3x3, 2 cached frames (Winograd)', cin: 96, t: 6, h: 256, w: 256, cout: 96, kernel: [3, 3, 3], pads: [0, 0, 1, 1, 1, 1] },
+  { label: '3x3x3, 2 cached frames (Winograd)', cin: 384, t: 4, h: 64, w: 64, cout: 384, kernel: [3, 3, 3], pads: [0, 0, 1, 1, 1, 1] },
+  { label: '1x2x2 upsampling phase (implicit GEMM)', cin: 192, t: 4, h: 128, w: 128, cout: 96, kernel: [1, 2, 2], pads: [0, 0, 1, 0, 1, 0] },
+];
 
 /** Best wall time (seconds) of up to `reps` calls after one warm-up, stopping once `budget` seconds are spent. */
 function bestTime(fn: () => void, reps = 3, budget = 2): number {
@@ -116,24 +127,26 @@ function benchAttention(device: Device, threads: number): void {
   for (const p of [q, k, v, out, lse]) device.free(p);
 }
 
-// conv3d as in Wan's VAE decoder: [1, 96, 4, 64, 64] -> 96 channels, 3x3x3, causal time padding (2, 0), space 1.
 function benchConv3d(device: Device, threads: number): void {
   const { fns } = device.lib;
-  const [n, ci, tt, hh, ww, co] = [1, 96, 4, 64, 64, 96] as const;
-  const x = device.malloc(n * ci * tt * hh * ww * 4), wt = device.malloc(co * ci * 27 * 4), bias = device.malloc(co * 4);
-  const y = device.malloc(n * co * tt * hh * ww * 4);
-  fillRandom(device, x, n * ci * tt * hh * ww, 20);
-  fillRandom(device, wt, co * ci * 27, 21);
-  fillRandom(device, bias, co, 22);
-  const strides = Int32Array.from([1, 1, 1]), pads = Int32Array.from([2, 0, 1, 1, 1, 1]);
-  const flops = 2 * co * ci * 27 * tt * hh * ww;
-  const call = () => fns.sgld_conv3d(device.ctx, NativeDType.F32, n, ci, tt, hh, ww, x, co, 3, 3, 3, wt, bias, strides, pads, y);
-  let cell: string;
-  if (call() !== 0) cell = `n/a (${fns.sgld_last_error() || 'error'})`;
-  else cell = fmt(flops / bestTime(() => { call(); }) / 1e9);
-  const shape = `[${n},${ci},${tt},${hh},${ww}] -> ${co}, 3x3x3 causal`;
-  record('conv3d', shape, threads, cell, '');
-  for (const p of [x, wt, bias, y]) device.free(p);
+  for (const [i, c] of CONV_SHAPES.entries()) {
+    const [kt, kh, kw] = c.kernel;
+    const to = c.t + c.pads[0]! + c.pads[1]! - kt + 1, ho = c.h + c.pads[2]! + c.pads[3]! - kh + 1, wo = c.w + c.pads[4]! + c.pads[5]! - kw + 1;
+    const taps = kt * kh * kw;
+    const x = device.malloc(c.cin * c.t * c.h * c.w * 4), wt = device.malloc(c.cout * c.cin * taps * 4);
+    const bias = device.malloc(c.cout * 4), y = device.malloc(c.cout * to * ho * wo * 4);
+    fillRandom(device, x, c.cin * c.t * c.h * c.w, 20 + 3 * i);
+    fillRandom(device, wt, c.cout * c.cin * taps, 21 + 3 * i);
+    fillRandom(device, bias, c.cout, 22 + 3 * i);
+    const strides = Int32Array.from([1, 1, 1]), pads = Int32Array.from(c.pads);
+    const flops = 2 * c.cout * c.cin * taps * to * ho * wo;
+    const call = () => fns.sgld_conv3d(device.ctx, NativeDType.F32, 1, c.cin, c.t, c.h, c.w, x, c.cout, kt, kh, kw, wt, bias, strides, pads, y);
+    let cell: string;
+    if (call() !== 0) cell = `n/a (${fns.sgld_last_error() || 'error'})`;
+    else cell = fmt(flops / bestTime(() => { call(); }) / 1e9);
+    record('conv3d', `[1,${c.cin},${c.t},${c.h},${c.w}] -> ${c.cout}, ${c.label}`, threads, cell, '');
+    for (const p of [x, wt, bias, y]) device.free(p);
+  }
 }
 
 printTable();
