@@ -28,7 +28,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 #include <new>
 #include <vector>
@@ -106,23 +105,6 @@ inline void output_1d(const T m[6], T o[4]) {
     o[2] = sum + m[3] * 0.25f + m[4] * 4.0f;
     o[3] = diff + m[3] * 0.125f - m[4] * 8.0f + m[5];
 }
-
-#ifdef SGLD_WINO_PROFILE
-}  // namespace
-struct WinoProfile {
-    std::atomic<uint64_t> t[5] = {};
-    ~WinoProfile() {
-        const double total = double(t[0] + t[1] + t[2] + t[3] + t[4]);
-        std::fprintf(stderr, "wino profile: weights %.1f%% input %.1f%% gemm %.1f%% output %.1f%% other %.1f%% (%.3g Gcycles)\n",
-                     100 * t[0] / total, 100 * t[1] / total, 100 * t[2] / total, 100 * t[3] / total, 100 * t[4] / total, total * 1e-9);
-    }
-};
-WinoProfile g_wino_profile;
-namespace {
-#define WINO_PROF(i, ...) do { const uint64_t t0_ = __rdtsc(); __VA_ARGS__; g_wino_profile.t[i] += __rdtsc() - t0_; } while (0)
-#else
-#define WINO_PROF(i, ...) __VA_ARGS__
-#endif
 
 // ---- eight tiles side by side ----------------------------------------------------------------------------------
 // Eight horizontally adjacent tiles start 4 columns apart. A vector lane holds one tile, in the order kLaneTile
@@ -438,16 +420,16 @@ void winograd_task(const ConvShape &s, const WinoPlan &plan, const Task &task, c
                     std::fill_n(v + p * vs + ((panels - 1) * n_in * kc + k) * NR + kLanes, kLanes, 0.0f);
         }
         for (int64_t iz = task.iz_lo; iz < task.iz_hi; ++iz)
-            WINO_PROF(1, transform_input(s, plan, b.c0, kc, iz, task, x, v, rows));
+            transform_input(s, plan, b.c0, kc, iz, task, x, v, rows);
         TileEpilogue e;
         e.load = bi == 0 ? TileLoad::Overwrite : TileLoad::Accumulate;
-        WINO_PROF(2, for (int64_t p = 0; p < kPoints; ++p) {
+        for (int64_t p = 0; p < kPoints; ++p) {
             const float *ap = u + b.u_offset + p * as;
             const float *vp = v + p * vs;
             for (int64_t ir = task.co0; ir < task.co1; ir += MR) {
                 const float *a = ap + ir / MR * kPoints * as;
                 for (int64_t oz = task.z0; oz < task.z0 + task.nz; ++oz) {
-                    // Time offsets whose input frame exists: input frames iz_first.. of this task.
+                    // The time offsets whose input frame exists: consecutive input frames from `slot` on.
                     const int64_t iz0 = oz * s.st - s.pt;
                     const int64_t dt_lo = std::max<int64_t>(0, -iz0), dt_hi = std::min(s.kt, s.t - iz0);
                     if (dt_hi <= dt_lo) continue;
@@ -457,14 +439,14 @@ void winograd_task(const ConvShape &s, const WinoPlan &plan, const Task &task, c
                         gemm_micro_kernel(steps, a + dt_lo * kc * MR, vp + (jp * n_in + slot) * kc * NR, c + jp * NR, ldm, e);
                 }
             }
-        });
+        }
     }
     for (int64_t oz = task.z0; oz < task.z0 + task.nz; ++oz) {
         float *mf = m + (oz - task.z0) * frame_floats;
         const int64_t iz0 = oz * s.st - s.pt;
         if (std::min(s.kt, s.t - iz0) <= std::max<int64_t>(0, -iz0))
             std::fill_n(mf, frame_floats, 0.0f);  // every tap in the padding: the output is the bias
-        WINO_PROF(3, transform_output(s, plan, task, oz, mf, ms, ldm, bias, y));
+        transform_output(s, plan, task, oz, mf, ms, ldm, bias, y);
     }
 #if SGLD_HAVE_AVX2
     _mm_sfence();  // non-temporal stores are weakly ordered: complete them before the task counts as done
@@ -493,8 +475,7 @@ bool conv3d_winograd(sgld_context_t ctx, const ConvShape &s, const float *x, con
         }
     const int64_t weight_panels = plan.mp / MR;
     ctx->pool.run(int64_t(plan.blocks.size()) * weight_panels, [&](int64_t i) {
-        WINO_PROF(0, transform_weights(s, plan, plan.blocks[size_t(i / weight_panels)], i % weight_panels, used.data(),
-                                       weight, u));
+        transform_weights(s, plan, plan.blocks[size_t(i / weight_panels)], i % weight_panels, used.data(), weight, u);
     });
 
     // Tasks: up to kWinoTiles tiles (a multiple of 8) of up to kMaxTaskFrames output frames, as many frames as
