@@ -187,6 +187,9 @@ export function imageRoutes(server: ServerContext): Route[] {
         const variant = info.query.get('variant');
         const index = variant === null ? 0 : /^\d+$/.test(variant) ? Number(variant) : -1;
         if (index < 0 || index >= job.n) throw ApiError.notFound(`Image variant ${variant} not found`, 'variant_not_found', 'variant');
+        const cloudUrl = job.outputs[index]?.cloudUrl ?? null;
+        // Spec 7: an uploaded output answers 400 with its cloud URL, whether or not the server keeps files.
+        if (cloudUrl !== null) throw ApiError.badRequest(`Image has been uploaded to cloud storage. Please use the cloud URL: ${cloudUrl}`, null, 'uploaded_to_cloud');
         if (!job.persisted) throw ApiError.notFound('Image was not persisted on disk (the server runs with --output-path "")', 'image_not_persisted');
         if (job.status === 'failed') throw ApiError.notFound(`Image generation failed: ${job.error?.message ?? 'unknown error'}`, 'image_failed');
         const output = job.outputs[index];
