@@ -9,7 +9,8 @@ import type { RankTopology } from '../src/parallel/topology.js';
 import { Device } from '../src/runtime/device.js';
 import { cat, fromFloat32 } from '../src/runtime/ops.js';
 import { TorchGenerator } from '../src/runtime/random.js';
-import { Tensor, scoped } from '../src/runtime/tensor.js';
+import { scoped } from '../src/runtime/tensor.js';
+import { noisePredictions } from '../src/pipelines/wan/pipeline.js';
 
 export interface BenchRankJob {
   topology: RankTopology;
@@ -40,15 +41,7 @@ const text = scoped(() => cat([
 
 /** One CFG step as the pipeline runs it: both branches as a batch of 2, or this rank's branch + exchange. */
 function cfgStep(t: number): void {
-  scoped(() => {
-    if (parallel.cfg.size === 1) {
-      model.forward(cat([latents, latents], 0), [t, t], text, parallel.sequence);
-      return;
-    }
-    const own = model.forward(latents, [t], text.slice(0, parallel.branch, parallel.branch + 1), parallel.sequence);
-    const both = Tensor.empty(device, [2, ...own.shape.slice(1)], own.dtype);
-    parallel.cfg.allGather(own, [both.slice(0, 0, 1), both.slice(0, 1, 2)]);
-  });
+  scoped(() => noisePredictions(model, latents, t, text, true, parallel)).free();
 }
 
 cfgStep(999); // warm-up: caches, RoPE tables, allocator

@@ -10,21 +10,16 @@ import { parseWanVAEConfig } from '../models/wan/vae-config.js';
 import { parseZImageTransformerConfig } from '../models/zimage/transformer-config.js';
 import { WAN_IMAGE_TO_IMAGE_STRENGTH } from '../pipelines/wan/strength-schedule.js';
 import { ZIMAGE_DEFAULTS } from '../pipelines/zimage/request.js';
-import type { ImageFormat, TaskType } from './api.js';
+import type { ModelInfo, TaskType } from './api.js';
 
 export type PipelineFamily = 'wan' | 'zimage';
 
-export interface ModelDefaults {
-  width: number;
-  height: number;
-  numFrames: number;
-  fps: number;
-  numInferenceSteps: number;
-  guidanceScale: number;
-  negativePrompt: string | null;
+type PublishedDefaults = ModelInfo['defaults'];
+
+/** The defaults ModelInfo publishes, plus what only the engine uses. */
+export interface ModelDefaults extends PublishedDefaults {
   /** Image-to-image strength when a request gives none. */
   strength: number;
-  imageFormat?: ImageFormat;
 }
 
 export interface ModelProfile {

@@ -18,16 +18,20 @@ export interface JoinOptions {
 /** Default peer wait: long enough for the leader's text encoding or a slow step of a big model on CPU. */
 export const DEFAULT_PEER_TIMEOUT_MS = 15 * 60_000;
 
+type GroupKind = keyof RankTopology['groups'];
+
 export class RankParallel {
-  private constructor(
-    readonly topology: RankTopology,
-    /** Every rank serving the same requests; its member 0 encodes the prompt, decodes, and answers. */
-    readonly replica: Collectives,
-    /** The two CFG branches of the same shard (size 1 without CFG parallelism). */
-    readonly cfg: Collectives,
-    readonly sequence: SequenceParallel | null,
-    private readonly all: Collectives[],
-  ) {}
+  /** Every rank serving the same requests; its member 0 encodes the prompt, decodes, and answers. */
+  readonly replica: Collectives;
+  /** The two CFG branches of the same shard (size 1 without CFG parallelism). */
+  readonly cfg: Collectives;
+  readonly sequence: SequenceParallel | null;
+
+  private constructor(readonly topology: RankTopology, private readonly groups: Record<GroupKind, Collectives>) {
+    this.replica = groups.replica;
+    this.cfg = groups.cfg;
+    this.sequence = groups.sp.size > 1 ? new SequenceParallel(groups.sp, groups.ulysses, groups.ring) : null;
+  }
 
   static join(topology: RankTopology, device: Device, options: JoinOptions = {}): RankParallel {
     const wait = { timeoutMs: options.timeoutMs ?? DEFAULT_PEER_TIMEOUT_MS, spin: options.spin ?? 0 };
@@ -37,9 +41,7 @@ export class RankParallel {
       throw new Error(`collectives for ${device.backend} ranks are not available in this build`);
     };
     const g = topology.groups;
-    const replica = make(g.replica), cfg = make(g.cfg), sp = make(g.sp), ulysses = make(g.ulysses), ring = make(g.ring);
-    const sequence = sp.size > 1 ? new SequenceParallel(sp, ulysses, ring) : null;
-    return new RankParallel(topology, replica, cfg, sequence, [replica, cfg, sp, ulysses, ring]);
+    return new RankParallel(topology, { replica: make(g.replica), cfg: make(g.cfg), sp: make(g.sp), ulysses: make(g.ulysses), ring: make(g.ring) });
   }
 
   /** True on the rank that encodes prompts, decodes latents and answers for its replica. */
@@ -49,22 +51,21 @@ export class RankParallel {
   get branch(): number { return this.cfg.rank; }
 
   /** Bytes received so far per kind of group (the benchmark prints them beside docs/parallelism.md's formulas). */
-  bytesByGroup(): Record<'replica' | 'cfg' | 'sp' | 'ulysses' | 'ring', number> {
-    const [replica, cfg, sp, ulysses, ring] = this.all.map((c) => c.bytesReceived) as [number, number, number, number, number];
-    return { replica, cfg, sp, ulysses, ring };
+  bytesByGroup(): Record<GroupKind, number> {
+    return Object.fromEntries(Object.entries(this.groups).map(([kind, c]) => [kind, c.bytesReceived])) as Record<GroupKind, number>;
   }
 
   /** Bytes received over every group so far. */
   bytesReceived(): number {
-    return this.all.reduce((n, c) => n + c.bytesReceived, 0);
+    return Object.values(this.groups).reduce((n, c) => n + c.bytesReceived, 0);
   }
 
   /** Breaks every group, so peers blocked in a collective fail instead of waiting for this rank. */
   abort(): void {
-    for (const c of this.all) c.abort();
+    for (const c of Object.values(this.groups)) c.abort();
   }
 
   close(): void {
-    for (const c of this.all) c.close();
+    for (const c of Object.values(this.groups)) c.close();
   }
 }

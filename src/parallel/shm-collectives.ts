@@ -72,7 +72,7 @@ export class ShmCollectives implements Collectives {
     if (this.size === 1) return value;
     if (this.rank === root) this.#slots.publish(this.rank, new Float64Array([value]));
     this.barrier();
-    const v = this.rank === root ? value : new Float64Array(this.#slots.read(root, this.wait).slice().buffer, 0, 1)[0]!;
+    const v = this.rank === root ? value : new Float64Array(this.#slots.read(root, this.wait).buffer, 0, 1)[0]!; // read() copies
     this.barrier();
     return v;
   }
@@ -139,7 +139,7 @@ function encodeDescriptors(views: readonly Tensor[]): BigInt64Array {
 }
 
 function decodeDescriptors(bytes: Uint8Array, device: Device): Tensor[] {
-  const words = new BigInt64Array(bytes.slice().buffer);
+  const words = new BigInt64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8); // a copy already (read())
   const n = Number(words[0]);
   return Array.from({ length: n }, (_, i) => {
     const at = 1 + i * DESCRIPTOR_WORDS;

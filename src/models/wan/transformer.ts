@@ -96,7 +96,6 @@ export class WanTransformer3DModel {
     const dim = c.innerDim;
     const total = grid.frames * grid.height * grid.width;
     const shard = parallel && parallel.degree > 1 ? parallel.shard(total) : null;
-    if (shard) parallel!.checkHeads(c.numAttentionHeads);
     // RoPE rows of this rank's tokens (the tables are row-major per token, so a row slice is contiguous).
     const rotary = shard
       ? { cos: fullRotary.cos.slice(0, shard.offset, shard.offset + shard.size), sin: fullRotary.sin.slice(0, shard.offset, shard.offset + shard.size) }

@@ -41,6 +41,22 @@ export interface WanGenerateResult extends FloatFrames {
   timings: { encodeMs: number; denoiseMs: number; decodeMs: number };
 }
 
+/**
+ * The transformer's predictions for latents x [1, C, F, H, W] at timestep t: [2, ...] (conditional, then
+ * unconditional) when `cfg`, else [1, ...]. `text` holds the prompt's embeddings (and the negative prompt's when
+ * `cfg`). Without CFG parallelism both branches run as one batch of 2; with it this rank runs its own branch
+ * (its text row) and the cfg group exchanges the two. Sequence shards follow `parallel.sequence`.
+ */
+export function noisePredictions(transformer: WanTransformer3DModel, x: Tensor, t: number, text: Tensor, cfg: boolean,
+  parallel: RankParallel | null): Tensor {
+  if (!cfg) return transformer.forward(x, [t], text.slice(0, 0, 1), parallel?.sequence);
+  if (!parallel || parallel.cfg.size === 1) return transformer.forward(cat([x, x], 0), [t, t], text, parallel?.sequence);
+  const own = transformer.forward(x, [t], text.slice(0, parallel.branch, parallel.branch + 1), parallel.sequence);
+  const both = Tensor.empty(x.device, [2, ...own.shape.slice(1)], own.dtype);
+  parallel.cfg.allGather(own, [both.slice(0, 0, 1), both.slice(0, 1, 2)]);
+  return both;
+}
+
 export class WanPipeline {
   /**
    * The rank's process groups when it is one of several serving a request (src/parallel): the replica's leader
@@ -182,23 +198,11 @@ export class WanPipeline {
     text: Tensor, opts: Pick<WanGenerateOptions, 'onProgress' | 'signal' | 'onStepTensors'> = {}): Promise<Float32Array> {
     const start = performance.now();
     const numel = latents.length;
-    const parallel = this.parallel;
-    // CFG parallel: this rank runs one branch (its text row); the two predictions are then exchanged.
-    const cfgSplit = r.cfg && parallel !== null && parallel.cfg.size === 2;
-    const batch = r.cfg && !cfgSplit ? 2 : 1;
-    const branchText = cfgSplit ? text.slice(0, parallel.branch, parallel.branch + 1) : r.cfg ? text : text.slice(0, 0, 1);
     const noisePred = new Float32Array(numel);
     for (let i = 0; i < timesteps.length; i++) {
       this.#stopIfCancelled(opts.signal);
       const t = timesteps[i]!;
-      const out = scoped(() => {
-        const x = fromFloat32(this.device, latents, r.latentShape);
-        const own = this.transformer.forward(batch === 1 ? x : cat([x, x], 0), new Array(batch).fill(t), branchText, parallel?.sequence);
-        if (!cfgSplit) return own;
-        const both = Tensor.empty(this.device, [2, ...own.shape.slice(1)], own.dtype);
-        parallel.cfg.allGather(own, [both.slice(0, 0, 1), both.slice(0, 1, 2)]);
-        return both;
-      });
+      const out = scoped(() => noisePredictions(this.transformer, fromFloat32(this.device, latents, r.latentShape), t, text, r.cfg, this.parallel));
       const pred = out.toFloat32Array();
       out.free();
       const cond = pred.subarray(0, numel);
