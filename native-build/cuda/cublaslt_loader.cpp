@@ -1,73 +1,48 @@
 // Loads cuBLASLt once per process and resolves the entry points declared in cublaslt_loader.h.
 #include "cublaslt_loader.h"
 
-#include <dlfcn.h>
-
-#include <mutex>
-
 #include "dynlib.h"
 
 namespace sgld {
 namespace lt {
 
-static std::once_flag g_once;
-static Api g_api;
-static bool g_ok = false;
-static std::string g_error;
-
-template <class Fn>
-static bool resolve(void *handle, const char *name, Fn *out, std::string *missing) {
-    void *p = ::dlsym(handle, name);
-    if (!p) {
-        *missing += (missing->empty() ? "" : ", ") + std::string(name);
-        return false;
-    }
-    *out = reinterpret_cast<Fn>(p);
-    return true;
-}
-
-static void load_once() {
+static bool load_once(Api *api, std::string *error) {
     LibrarySearch search;
     search.names = {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"};
     search.wheel_subdirs = {"nvidia/cu13/lib", "nvidia/cublas/lib"};  // CUDA 13 wheels, then CUDA 12 wheels
     LoadedLibrary lib = open_cuda_library(search);
     if (!lib.handle) {
-        g_error = "cuBLASLt: " + lib.searched + ". Set SGLD_CUDA_LIB_DIRS to the folder that holds libcublasLt.so.*";
-        return;
+        *error = "cuBLASLt: " + lib.searched + ". Set SGLD_CUDA_LIB_DIRS to the folder that holds libcublasLt.so.*";
+        return false;
     }
     std::string missing;
     void *h = lib.handle;
-    resolve(h, "cublasLtGetVersion", &g_api.GetVersion, &missing);
-    resolve(h, "cublasLtCreate", &g_api.Create, &missing);
-    resolve(h, "cublasLtDestroy", &g_api.Destroy, &missing);
-    resolve(h, "cublasLtMatmulDescCreate", &g_api.MatmulDescCreate, &missing);
-    resolve(h, "cublasLtMatmulDescDestroy", &g_api.MatmulDescDestroy, &missing);
-    resolve(h, "cublasLtMatmulDescSetAttribute", &g_api.MatmulDescSetAttribute, &missing);
-    resolve(h, "cublasLtMatrixLayoutCreate", &g_api.MatrixLayoutCreate, &missing);
-    resolve(h, "cublasLtMatrixLayoutDestroy", &g_api.MatrixLayoutDestroy, &missing);
-    resolve(h, "cublasLtMatrixLayoutSetAttribute", &g_api.MatrixLayoutSetAttribute, &missing);
-    resolve(h, "cublasLtMatmulPreferenceCreate", &g_api.MatmulPreferenceCreate, &missing);
-    resolve(h, "cublasLtMatmulPreferenceDestroy", &g_api.MatmulPreferenceDestroy, &missing);
-    resolve(h, "cublasLtMatmulPreferenceSetAttribute", &g_api.MatmulPreferenceSetAttribute, &missing);
-    resolve(h, "cublasLtMatmulAlgoGetHeuristic", &g_api.MatmulAlgoGetHeuristic, &missing);
-    resolve(h, "cublasLtMatmul", &g_api.Matmul, &missing);
+    resolve_symbol(h, "cublasLtGetVersion", &api->GetVersion, &missing);
+    resolve_symbol(h, "cublasLtCreate", &api->Create, &missing);
+    resolve_symbol(h, "cublasLtDestroy", &api->Destroy, &missing);
+    resolve_symbol(h, "cublasLtMatmulDescCreate", &api->MatmulDescCreate, &missing);
+    resolve_symbol(h, "cublasLtMatmulDescDestroy", &api->MatmulDescDestroy, &missing);
+    resolve_symbol(h, "cublasLtMatmulDescSetAttribute", &api->MatmulDescSetAttribute, &missing);
+    resolve_symbol(h, "cublasLtMatrixLayoutCreate", &api->MatrixLayoutCreate, &missing);
+    resolve_symbol(h, "cublasLtMatrixLayoutDestroy", &api->MatrixLayoutDestroy, &missing);
+    resolve_symbol(h, "cublasLtMatrixLayoutSetAttribute", &api->MatrixLayoutSetAttribute, &missing);
+    resolve_symbol(h, "cublasLtMatmulPreferenceCreate", &api->MatmulPreferenceCreate, &missing);
+    resolve_symbol(h, "cublasLtMatmulPreferenceDestroy", &api->MatmulPreferenceDestroy, &missing);
+    resolve_symbol(h, "cublasLtMatmulPreferenceSetAttribute", &api->MatmulPreferenceSetAttribute, &missing);
+    resolve_symbol(h, "cublasLtMatmulAlgoGetHeuristic", &api->MatmulAlgoGetHeuristic, &missing);
+    resolve_symbol(h, "cublasLtMatmul", &api->Matmul, &missing);
     if (!missing.empty()) {
-        g_error = "cuBLASLt: " + lib.path + " lacks " + missing;
+        *error = "cuBLASLt: " + lib.path + " lacks " + missing;
         ::dlclose(h);
-        return;
+        return false;
     }
-    g_api.path = lib.path;
-    g_ok = true;  // the handle stays open for the life of the process
+    api->path = lib.path;
+    return true;
 }
 
-const Api *load(std::string *error) {
-    std::call_once(g_once, load_once);
-    if (!g_ok) {
-        if (error) *error = g_error;
-        return nullptr;
-    }
-    return &g_api;
-}
+static LazyLibrary<Api> g_library(load_once);
+
+const Api *load(std::string *error) { return g_library.get(error); }
 
 }  // namespace lt
 }  // namespace sgld
