@@ -5,16 +5,12 @@
 //
 //   npm run bench:load [-- --requests 200 --max-queued 50 --steps 1 --size 32x32]
 //
-// The child is this same file started with `--serve-child` (under the TypeScript loader), so the bench runs the
-// source as it is, like the tests.
-import { spawn } from 'node:child_process';
+// The server is started from source through the TypeScript loader, as the API tests start it
+// (test/helpers/sgld-process.ts), so the bench runs the source as it is.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const SELF = fileURLToPath(import.meta.url);
-const ROOT = join(SELF, '..', '..');
+import { startSgld, waitReady } from '../test/helpers/sgld-process.js';
 
 interface BenchOptions { requests: number; maxQueued: number; steps: number; size: string }
 
@@ -36,27 +32,12 @@ interface Outcome { status: number; ms: number; retryAfter: string | null; probl
 
 async function runBench(o: BenchOptions): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'sgld-load-'));
-  const child = spawn(process.execPath, ['--import', '@tapjs/typescript/import', SELF, '--serve-child',
-    '--port', '0', '--device', 'cpu', '--threads', '2', '--log-level', 'warning', '--max-queued-requests', String(o.maxQueued),
-    '--output-path', join(dir, 'outputs'), '--input-save-path', ''], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } });
-  let output = '';
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const server = await startSgld(['--port', '0', '--device', 'cpu', '--threads', '2', '--log-level', 'warning',
+    '--max-queued-requests', String(o.maxQueued), '--output-path', join(dir, 'outputs'), '--input-save-path', '']);
   try {
-    const base = await new Promise<string>((resolve, reject) => {
-      const onData = (chunk: Buffer): void => {
-        output += chunk.toString();
-        const m = /at (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
-        if (m) resolve(m[1]!);
-      };
-      child.stdout!.on('data', onData);
-      child.stderr!.on('data', onData);
-      void exited.then((code) => reject(new Error(`sgld serve exited (${code}):\n${output}`)));
-    });
+    const base = server.base;
     const t0 = performance.now();
-    while ((await fetch(`${base}/ready`).then((r) => r.status, () => 0)) !== 200) {
-      if (performance.now() - t0 > 180_000) throw new Error('the model did not load in 180 s');
-      await new Promise((r) => setTimeout(r, 250));
-    }
+    await waitReady(base, 180_000);
     const body = JSON.stringify({ prompt: 'a lighthouse at dusk', size: o.size, num_inference_steps: o.steps, response_format: 'b64_json', output_format: 'png' });
     // One request first, not counted: it starts the encoder threads and gives the server a job time for Retry-After.
     const warm = await fetch(`${base}/v1/images/generations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
@@ -80,8 +61,8 @@ async function runBench(o: BenchOptions): Promise<number> {
     return report(o, outcomes, wallS, completed);
   } finally {
     const stopping = performance.now();
-    child.kill('SIGTERM');
-    const code = await exited;
+    server.child.kill('SIGTERM');
+    const { code } = await server.exited;
     console.log(`sgld serve stopped (exit ${code}) ${((performance.now() - stopping) / 1000).toFixed(1)} s after SIGTERM`);
     rmSync(dir, { recursive: true, force: true });
   }
@@ -128,9 +109,4 @@ function report(o: BenchOptions, outcomes: Outcome[], wallS: number, completed: 
 }
 
 // Last, so every declaration above is initialised before the top-level await runs.
-if (process.argv[2] === '--serve-child') {
-  const { main } = await import('../src/cli/main.js');
-  process.exitCode = await main(['serve', ...process.argv.slice(3)]);
-} else {
-  process.exitCode = await runBench(parseArgs(process.argv.slice(2)));
-}
+process.exitCode = await runBench(parseArgs(process.argv.slice(2)));
