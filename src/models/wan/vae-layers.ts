@@ -176,8 +176,8 @@ export class MidBlock {
 export type ResampleMode = 'upsample2d' | 'upsample3d' | 'downsample2d' | 'downsample3d';
 
 /**
- * WanResample. Spatial part: nearest x2 then 3x3 conv (up; to half the width; computed as four 2x2 convs of the
- * low-resolution input, see UpsampleConv), or zero pad right/bottom by one then 3x3 stride-2 conv (down). The 2-D
+ * WanResample. Spatial part: nearest x2 then 3x3 conv (up; to half the width; computed as two row phases of the
+ * input upsampled along x only, see UpsampleConv), or zero pad right/bottom by one then 3x3 stride-2 conv (down). The 2-D
  * convs run as conv3d with a 1-frame kernel on all frames at once.
  * Temporal part (the 3d modes): upsample3d doubles the frames with a causal (3,1,1) conv to 2C channels whose
  * halves become the even and odd frames, skipped on the first chunk so the first frame stays single;
