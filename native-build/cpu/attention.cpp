@@ -1,10 +1,12 @@
 // Flash-style multi-head attention and the log-sum-exp merge of partial results (sgld.h), CPU backend.
 //
 // One task = one (batch, head) pair and a range of queries. The task packs K^T and V once into GEMM B panels
-// (O(kv_len x head_dim) workspace), then walks query tiles of kQueryTile rows: S = (scale Q) K^T for one block
-// of kKeyBlock keys at a time with the GEMM micro-kernel, online softmax on S's rows (running max m and sum l,
-// earlier output rescaled by exp(m_old - m_new)), and O += P V with the same micro-kernel. No seq x seq
-// buffer exists anywhere. Design notes and measurements: docs/cpu-backend.md.
+// (O(kv_len x head_dim) workspace), then walks query tiles of kQueryTile rows and, inside a tile, key blocks of
+// kKeyBlock keys. For each micro-panel of 6 query rows it computes S = (scale Q) K^T for the block with the GEMM
+// micro-kernel, runs the online softmax on S's rows (running max m and sum l, earlier output rescaled by
+// exp(m_old - m_new)) while S is still in L1, writing P = exp(S - m) directly in the micro-kernel's A-panel
+// layout, and adds P V into the O tile with the same micro-kernel. No seq x seq buffer exists anywhere.
+// Design notes and measurements: docs/cpu-backend.md.
 #include "gemm_kernel.h"
 #include "gemm_simd.h"
 
@@ -17,7 +19,8 @@ namespace sgld {
 namespace {
 
 constexpr int64_t kQueryTile = 96;  // rows of Q per tile (16 micro-tiles of 6); O tile 96 x 128 = 48 KiB
-constexpr int64_t kKeyBlock = 256;  // keys per block (multiple of NR); S tile 96 x 256 = 96 KiB; all in L2
+constexpr int64_t kKeyBlock = 256;  // keys per block (multiple of NR); K, V blocks 2 x 128 KiB at dim 128 in L2;
+                                    // one micro-panel's S and P 2 x 6 KiB in L1
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 struct AttentionArgs {
@@ -72,24 +75,6 @@ float add_biases_and_max(float *s, int64_t n, const float *bias_row, int64_t bia
     return mx;
 }
 
-// s[j] = exp(s[j] - m) in place; returns the sum. m is finite.
-float exp_shift_and_sum(float *s, int64_t n, float m) {
-    int64_t j = 0;
-    float sum = 0.0f;
-#if SGLD_HAVE_AVX2
-    const __m256 vm = _mm256_set1_ps(m);
-    __m256 vsum = _mm256_setzero_ps();
-    for (; j + 8 <= n; j += 8) {
-        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
-        _mm256_storeu_ps(s + j, e);
-        vsum = _mm256_add_ps(vsum, e);
-    }
-    sum = hsum256(vsum);
-#endif
-    for (; j < n; ++j) { s[j] = std::exp(s[j] - m); sum += s[j]; }
-    return sum;
-}
-
 void scale_row(float *x, int64_t n, float f) {
     int64_t j = 0;
 #if SGLD_HAVE_AVX2
@@ -99,7 +84,102 @@ void scale_row(float *x, int64_t n, float f) {
     for (; j < n; ++j) x[j] *= f;
 }
 
+#if SGLD_HAVE_AVX2
+// In-register 8x8 transpose of r[0..7] (rows become columns).
+inline void transpose8x8(__m256 r[8]) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20); r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20); r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31); r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31); r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+#endif
+
+#if SGLD_HAVE_AVX2
+// exp256 (gemm_simd.h) for x <= 0 only, bit for bit: the upper clamp is a no-op there, so it is left out.
+// Below -88.38 (and for -inf) the result is exactly 0; NaN stays NaN.
+inline __m256 exp_nonpositive256(__m256 x) {
+    x = _mm256_max_ps(_mm256_set1_ps(-88.3762626647949f), x);
+    __m256 fx = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+    __m256i n = _mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127));
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(n, 23)));
+}
+#endif
+
+// P = exp(S - m) for one micro-panel of MR score rows (row stride lds, `cols` keys), written straight into the
+// GEMM A-panel layout (p[k * MR + i]) that O += P V reads, with each row's sum of P added to sums[i]. shift[i]
+// is finite and no smaller than its row's scores. Writes up to 2 floats past the panel (ScratchBuffer slack).
+void exp_into_a_panel(const float *s, int64_t lds, int64_t cols, const float *shift, float *p, float *sums) {
+    constexpr int64_t MR = kGemmMR;
+    int64_t j = 0;
+#if SGLD_HAVE_AVX2
+    static_assert(kGemmMR == 6, "the transposed stores below assume 6-row panels");
+    // After the transpose, lane i of r[q] is row i's value for key j + q, so one accumulator of pairwise sums
+    // holds all six row sums (lanes 6 and 7 are zero); that keeps the loop free of register spills.
+    __m256 vsum = _mm256_setzero_ps();
+    for (; j + 8 <= cols; j += 8) {
+        __m256 r[8];
+        for (int64_t i = 0; i < MR; ++i)
+            r[i] = exp_nonpositive256(_mm256_sub_ps(_mm256_loadu_ps(s + i * lds + j), _mm256_broadcast_ss(shift + i)));
+        r[6] = r[7] = _mm256_setzero_ps();
+        transpose8x8(r);
+        // Eight 8-float stores 6 apart: each overwrites the previous one's two padding lanes.
+        float *d = p + j * MR;
+        for (int q = 0; q < 8; ++q) _mm256_storeu_ps(d + q * MR, r[q]);
+        vsum = _mm256_add_ps(vsum, _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(r[0], r[1]), _mm256_add_ps(r[2], r[3])),
+                                                 _mm256_add_ps(_mm256_add_ps(r[4], r[5]), _mm256_add_ps(r[6], r[7]))));
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, vsum);
+    for (int64_t i = 0; i < MR; ++i) sums[i] += lanes[i];
+#endif
+    for (; j < cols; ++j)
+        for (int64_t i = 0; i < MR; ++i) {
+            const float e = std::exp(s[i * lds + j] - shift[i]);
+            p[j * MR + i] = e;
+            sums[i] += e;
+        }
+}
+
+// max_j s[j] over n values, read only.
+float row_max_of(const float *s, int64_t n) {
+    int64_t j = 0;
+    float mx = kNegInf;
+#if SGLD_HAVE_AVX2
+    __m256 v0 = _mm256_set1_ps(kNegInf), v1 = v0;
+    for (; j + 16 <= n; j += 16) {
+        v0 = _mm256_max_ps(v0, _mm256_loadu_ps(s + j));
+        v1 = _mm256_max_ps(v1, _mm256_loadu_ps(s + j + 8));
+    }
+    if (j + 8 <= n) { v0 = _mm256_max_ps(v0, _mm256_loadu_ps(s + j)); j += 8; }
+    mx = hmax256(_mm256_max_ps(v0, v1));
+#endif
+    for (; j < n; ++j) mx = std::max(mx, s[j]);
+    return mx;
+}
+
 // Attention for queries [q0, q1) of one (b, h). Returns false when the workspace could not be allocated.
+//
+// Loops: query tile (kQueryTile rows; its O tile and the key block's K and V panels stay in L2) > key block
+// (kKeyBlock keys) > micro-panel of MR query rows. Each micro-panel runs its whole softmax step in L1: its
+// MR x kKeyBlock score rows are computed, reduced to row maxima, exponentiated straight into the A panel of
+// P V (no separate packing pass), and multiplied into O before the next micro-panel starts.
 bool attend_range(const AttentionArgs &g, int64_t b, int64_t h, int64_t q0, int64_t q1) {
     const int64_t D = g.head_dim, Dp = round_up(D, kGemmNR), kv = g.kv_len;
     const int64_t MR = kGemmMR, NR = kGemmNR;
@@ -108,11 +188,11 @@ bool attend_range(const AttentionArgs &g, int64_t b, int64_t h, int64_t q0, int6
     float *k_panels = ws.k_panels.get(size_t(round_up(kv, NR) * D));
     float *v_panels = ws.v_panels.get(size_t(kv * Dp));
     float *q_panels = ws.q_panels.get(size_t(tile_rows * D));
-    float *scores = ws.scores.get(size_t(tile_rows * kKeyBlock));
-    float *p_panels = ws.p_panels.get(size_t(tile_rows * kKeyBlock));
+    float *scores = ws.scores.get(size_t(MR * kKeyBlock));
+    float *p_panel = ws.p_panels.get(size_t(MR * kKeyBlock));
     float *out_tile = ws.out_tile.get(size_t(tile_rows * Dp));
     float *row_state = ws.row_state.get(size_t(2 * tile_rows));
-    if (!k_panels || !v_panels || !q_panels || !scores || !p_panels || !out_tile || !row_state) return false;
+    if (!k_panels || !v_panels || !q_panels || !scores || !p_panel || !out_tile || !row_state) return false;
     float *row_max = row_state, *row_sum = row_state + tile_rows;
 
     const float *kb = g.k + b * g.ks[0] + h * g.ks[2];
@@ -122,6 +202,7 @@ bool attend_range(const AttentionArgs &g, int64_t b, int64_t h, int64_t q0, int6
     pack_b_panels(false, kv, D, vb, g.vs[1], v_panels);
 
     const float *key_bias = g.key_bias ? g.key_bias + b * g.key_bias_sb : nullptr;
+    const bool biased = g.bias || key_bias;
     TileEpilogue overwrite, accumulate;
     accumulate.load = TileLoad::Accumulate;
 
@@ -134,32 +215,43 @@ bool attend_range(const AttentionArgs &g, int64_t b, int64_t h, int64_t q0, int6
 
         for (int64_t j0 = 0; j0 < kv; j0 += kKeyBlock) {
             const int64_t cols = std::min(kKeyBlock, kv - j0), cols_p = round_up(cols, NR);
-            // S = (scale Q) K^T for this key block; padded key columns hold zeros and are never read.
-            for (int64_t jr = 0; jr < cols_p; jr += NR) {
-                const float *kp = k_panels + (j0 + jr) * D;  // panel (j0 + jr) / NR, each D x NR
-                for (int64_t ir = 0; ir < rows_p; ir += MR)
-                    gemm_micro_kernel(D, q_panels + ir * D, kp, scores + ir * kKeyBlock + jr, kKeyBlock, overwrite);
-            }
-            // Online softmax per row: P = exp(S - m_new), l = l * exp(m_old - m_new) + sum P, O *= exp(m_old - m_new).
-            for (int64_t i = 0; i < rows; ++i) {
-                float *s = scores + i * kKeyBlock;
-                const float *bias_row = g.bias ? g.bias + b * g.bias_s[0] + h * g.bias_s[1] + (i0 + i) * g.bias_s[2] + j0 * g.bias_s[3] : nullptr;
-                const float block_max = add_biases_and_max(s, cols, bias_row, g.bias ? g.bias_s[3] : 0, key_bias ? key_bias + j0 : nullptr);
-                const float m_old = row_max[i], m_new = std::max(m_old, block_max);
-                if (m_new == kNegInf) {  // every key so far is masked: contributes nothing
-                    std::fill(s, s + cols, 0.0f);
-                    continue;
+            for (int64_t ir = 0; ir < rows_p; ir += MR) {
+                // S = (scale Q) K^T for MR rows; padded key columns hold zeros and are never read.
+                for (int64_t jr = 0; jr < cols_p; jr += NR)
+                    gemm_micro_kernel(D, q_panels + ir * D, k_panels + (j0 + jr) * D, scores + jr, kKeyBlock, overwrite);
+                // Online softmax per row: m_new = max(m, block max), P = exp(S - m_new),
+                // l = l * exp(m - m_new) + sum P, O *= exp(m - m_new). Padded query rows (Q = 0) just see S = 0.
+                float shift[kGemmMR], sums[kGemmMR] = {};
+                bool live[kGemmMR];
+                for (int64_t r = 0; r < MR; ++r) {
+                    const int64_t i = ir + r;
+                    float *s = scores + r * kKeyBlock;
+                    float block_max;
+                    if (biased && i < rows) {
+                        const float *bias_row = g.bias ? g.bias + b * g.bias_s[0] + h * g.bias_s[1] + (i0 + i) * g.bias_s[2] + j0 * g.bias_s[3] : nullptr;
+                        block_max = add_biases_and_max(s, cols, bias_row, g.bias ? g.bias_s[3] : 0, key_bias ? key_bias + j0 : nullptr);
+                    } else {
+                        block_max = row_max_of(s, cols);
+                    }
+                    const float m_old = row_max[i], m_new = std::max(m_old, block_max);
+                    // Every key so far masked: this block contributes nothing. Shift 0 turns its -inf scores
+                    // into P = 0 (exp256 is exactly 0 there).
+                    live[r] = m_new != kNegInf;
+                    shift[r] = live[r] ? m_new : 0.0f;
+                    if (!live[r]) continue;
+                    if (m_old != m_new && m_old != kNegInf) {
+                        const float alpha = std::exp(m_old - m_new);
+                        row_sum[i] *= alpha;
+                        scale_row(out_tile + i * Dp, Dp, alpha);
+                    }
+                    row_max[i] = m_new;
                 }
-                row_sum[i] = row_sum[i] * std::exp(m_old - m_new) + exp_shift_and_sum(s, cols, m_new);
-                if (m_old != m_new && m_old != kNegInf) scale_row(out_tile + i * Dp, Dp, std::exp(m_old - m_new));
-                row_max[i] = m_new;
-            }
-            // O += P V over this key block (kc = the block's real key count: no padding needed).
-            pack_a_panels(false, rows, cols, scores, kKeyBlock, 1.0f, p_panels);
-            for (int64_t dr = 0; dr < Dp; dr += NR) {
-                const float *vp = v_panels + dr * kv + j0 * NR;  // panel dr / NR, each kv x NR
-                for (int64_t ir = 0; ir < rows_p; ir += MR)
-                    gemm_micro_kernel(cols, p_panels + ir * cols, vp, out_tile + ir * Dp + dr, Dp, accumulate);
+                exp_into_a_panel(scores, kKeyBlock, cols, shift, p_panel, sums);
+                for (int64_t r = 0; r < MR; ++r)
+                    if (live[r]) row_sum[ir + r] += sums[r];
+                // O += P V over this key block (kc = the block's real key count: no padding needed).
+                for (int64_t dr = 0; dr < Dp; dr += NR)
+                    gemm_micro_kernel(cols, p_panel, v_panels + dr * kv + j0 * NR, out_tile + ir * Dp + dr, Dp, accumulate);
             }
         }
         // out = O / l; lse = m + log l. A row with no unmasked key has l = 0: out 0, lse -inf.
