@@ -11,7 +11,7 @@ import t from 'tap';
 import { UpsampleConv } from '../../src/models/wan/vae-upsample-conv.js';
 import { Device } from '../../src/runtime/device.js';
 import { fromFloat32 } from '../../src/runtime/ops.js';
-import { scoped } from '../../src/runtime/tensor.js';
+import { Scope } from '../../src/runtime/tensor.js';
 import { randomFloats } from '../helpers/native-harness.js';
 
 const device = new Device({ backend: 'cpu', threads: 2 });
@@ -52,16 +52,20 @@ for (const c of CASES) {
     const wt = randomFloats(c.cout * c.cin * 9, 12);
     const bias = randomFloats(c.cout, 13);
     const want = reference(x, wt, bias, c.n, c.cin, c.t, c.h, c.w, c.cout);
-    const got = scoped(() => {
+    const scope = Scope.open();
+    let got: Float32Array;
+    try {
       const conv = new UpsampleConv(fromFloat32(device, wt, [c.cout, c.cin, 3, 3], 'f32'), fromFloat32(device, bias, [c.cout], 'f32'));
       try {
         const y = conv.forward(fromFloat32(device, x, [c.n, c.cin, c.t, c.h, c.w], 'f32'));
         t.same(y.shape, [c.n, c.cout, c.t, 2 * c.h, 2 * c.w], 'output shape');
-        return y.toFloat32Array();
+        got = y.toFloat32Array();
       } finally {
         conv.free();
       }
-    });
+    } finally {
+      scope.close();
+    }
     const bound = 1.5e-5 * Math.sqrt(9 * c.cin);
     let worst = 0, bad = 0;
     for (let i = 0; i < want.length; i++) {
