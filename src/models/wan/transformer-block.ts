@@ -7,7 +7,7 @@
 //
 // LN is LayerNorm without affine (FP32LayerNorm), norm2 LayerNorm with affine when cross_attn_norm, and rms_q/rms_k
 // RMSNorm over all heads (dim = heads * head_dim) before the heads are split.
-import { Activation, add, attention, gatedResidual, layerNorm, modulate, rmsNorm, rope } from '../../runtime/ops.js';
+import { Activation, affine, attention, contiguous, gatedResidual, layerNorm, modulate, rmsNorm, rope } from '../../runtime/ops.js';
 import type { Tensor } from '../../runtime/tensor.js';
 import type { SequenceParallel } from '../../parallel/sequence-parallel.js';
 import type { WeightStore } from '../weights.js';
@@ -41,9 +41,10 @@ export class WanAttention {
   /**
    * Attention of x [B, S, dim] over `context` [B, L, dim] (x itself for self-attention), RoPE on q and k when
    * tables are given (rows for x's tokens). With `sharded`, x is this rank's shard of a longer sequence and
-   * self-attention spans every rank's shard. Returns to_out's output [B, S, dim].
+   * self-attention spans every rank's shard. Returns to_out's output [B, S, dim], or, given `residual`
+   * [B, S, dim], adds it there (inside the to_out GEMM) and returns `residual`.
    */
-  forward(x: Tensor, context: Tensor | null, rotary: RopeTensors | null, sharded?: ShardedSequence): Tensor {
+  forward(x: Tensor, context: Tensor | null, rotary: RopeTensors | null, sharded?: ShardedSequence, residual?: Tensor): Tensor {
     const { numAttentionHeads: H, attentionHeadDim: D, eps } = this.config;
     const kv = context ?? x;
     const [B, S] = x.shape as [number, number];
@@ -60,6 +61,7 @@ export class WanAttention {
     const out = sharded && !context
       ? sharded.parallel.attention(q, k, v, sharded.total, scale)
       : attention(q, k, v, { scale }).out;
+    if (residual) return this.to_out[0].accumulateInto(out, residual);
     return this.to_out[0].forward(out.reshape([B, S, H * D]));
   }
 }
@@ -96,14 +98,26 @@ export class WanTransformerBlock {
     const row = (i: number): Tensor => modulation.slice(1, i, i + 1); // [B, 1, dim] views, no copies
     const [shift, scale, gate, cShift, cScale, cGate] = [0, 1, 2, 3, 4, 5].map(row) as [Tensor, Tensor, Tensor, Tensor, Tensor, Tensor];
 
-    const n1 = modulate(layerNorm(x, null, null, eps), scale, shift, true);
+    const n1 = modulatedLayerNorm(x, scale, shift, eps);
     gatedResidual(x, this.attn1.forward(n1, null, rotary, sharded), gate);
 
+    // Without norm2, n2 is x itself: attn2 reads it for q before its to_out GEMM adds into it.
     const n2 = this.norm2 ? layerNorm(x, this.norm2.weight, this.norm2.bias, eps) : x;
-    add(x, this.attn2.forward(n2, context, null), x);
+    this.attn2.forward(n2, context, null, undefined, x);
 
-    const n3 = modulate(layerNorm(x, null, null, eps), cScale, cShift, true);
+    const n3 = modulatedLayerNorm(x, cScale, cShift, eps);
     const ff = this.ffn.net[2].forward(this.ffn.net[0].proj.forward(n3, Activation.GELU_TANH));
     gatedResidual(x, ff, cGate);
   }
+}
+
+/**
+ * LN(x) * (1 + scale) + shift for x [B, S, dim] and scale/shift [Bm, 1, dim] views. When one modulation row
+ * serves the whole batch (Bm = 1) it is a single LayerNorm whose affine weight is 1 + scale and bias is shift:
+ * one pass over x instead of two, same float32 arithmetic (LayerNorm's v * w + b is modulate's fused
+ * v * (1 + scale) + shift). Per-item rows take the two-pass path.
+ */
+export function modulatedLayerNorm(x: Tensor, scale: Tensor, shift: Tensor, eps: number): Tensor {
+  if (scale.shape[0] !== 1) return modulate(layerNorm(x, null, null, eps), scale, shift, true);
+  return layerNorm(x, affine(contiguous(scale), 1, 1), contiguous(shift), eps);
 }

@@ -12,13 +12,13 @@
 //   out     = proj_out(LN(tokens) * (1 + scale) + shift), (shift, scale) = scale_shift_table + temb
 //   latents = unpatchify(out)                                            [B, C_out, F, H, W]
 import type { Device } from '../../runtime/device.js';
-import { Activation, add, contiguous, fromFloat32, layerNorm, linear, modulate, silu } from '../../runtime/ops.js';
+import { Activation, add, contiguous, fromFloat32, linear, silu } from '../../runtime/ops.js';
 import { type Tensor, scoped } from '../../runtime/tensor.js';
 import type { SequenceParallel } from '../../parallel/sequence-parallel.js';
 import { WeightStore, type WeightSource } from '../weights.js';
 import { timestepSinusoid } from './embeddings.js';
 import { WanRopeCache } from './rope.js';
-import { WanTransformerBlock } from './transformer-block.js';
+import { WanTransformerBlock, modulatedLayerNorm } from './transformer-block.js';
 import { parseWanTransformerConfig, type WanTransformerConfig } from './transformer-config.js';
 import { Linear } from './transformer-layers.js';
 import { patchGrid, patchify, unpatchify } from './transformer-patch.js';
@@ -111,9 +111,12 @@ export class WanTransformer3DModel {
 
       // Timestep and text conditioning.
       const ce = this.condition_embedder;
-      const sinusoid = fromFloat32(this.device, timestepSinusoid(timestep, c.freqDim), [timestep.length, c.freqDim]);
+      // One timestep for the whole batch when every item has the same one (CFG passes [t, t]): the modulation
+      // rows then broadcast over the batch, and the blocks fold them into LayerNorm's affine parameters.
+      const steps = timestep.every((v) => v === timestep[0]) ? [timestep[0]!] : timestep;
+      const sinusoid = fromFloat32(this.device, timestepSinusoid(steps, c.freqDim), [steps.length, c.freqDim]);
       const temb = ce.time_embedder.linear_2.forward(ce.time_embedder.linear_1.forward(sinusoid, Activation.SILU));
-      const tproj = ce.time_proj.forward(silu(temb)).reshape([timestep.length, 6, dim]);
+      const tproj = ce.time_proj.forward(silu(temb)).reshape([steps.length, 6, dim]);
       const context = ce.text_embedder.linear_2.forward(ce.text_embedder.linear_1.forward(text, Activation.GELU_TANH));
 
       // Every block's modulation vectors, computed once: [Bt, 6, dim] each.
@@ -124,7 +127,7 @@ export class WanTransformer3DModel {
 
       // Output norm with the final shift/scale, projection, unpatchify.
       const outMod = add(this.scale_shift_table, temb.unsqueeze(1)); // [Bt, 2, dim]
-      const normed = modulate(layerNorm(x, null, null, c.eps), outMod.slice(1, 1, 2), outMod.slice(1, 0, 1), true);
+      const normed = modulatedLayerNorm(x, outMod.slice(1, 1, 2), outMod.slice(1, 0, 1), c.eps);
       const projected = this.proj_out.forward(normed);
       return unpatchify(sharded ? sharded.parallel.gather(projected, total) : projected, grid, c.patchSize, c.outChannels);
     });
