@@ -3,10 +3,10 @@
 // One task = one (batch, head) pair and a range of queries. The task packs K^T and V once into GEMM B panels
 // (O(kv_len x head_dim) workspace), then walks query tiles of kQueryTile rows and, inside a tile, key blocks of
 // kKeyBlock keys. For each micro-panel of 6 query rows it computes S = (scale Q) K^T for the block with the GEMM
-// micro-kernel, runs the online softmax on S's rows (running max m and sum l, earlier output rescaled by
-// exp(m_old - m_new)) while S is still in L1, writing P = exp(S - m) directly in the micro-kernel's A-panel
-// layout, and adds P V into the O tile with the same micro-kernel. No seq x seq buffer exists anywhere.
-// Design notes and measurements: docs/cpu-backend.md.
+// micro-kernel, runs the online softmax on S's rows while they are in L1 (running max m and sum l, earlier
+// output rescaled by exp(m_old - m_new), P = exp(S - m) in place), and adds P V into the O tile with a
+// micro-kernel that reads P's rows where they are (pv_micro_kernel: no packing pass). No seq x seq buffer
+// exists anywhere. Design notes and measurements: docs/cpu-backend.md.
 #include "gemm_kernel.h"
 #include "gemm_simd.h"
 
@@ -20,7 +20,7 @@ namespace {
 
 constexpr int64_t kQueryTile = 96;  // rows of Q per tile (16 micro-tiles of 6); O tile 96 x 128 = 48 KiB
 constexpr int64_t kKeyBlock = 256;  // keys per block (multiple of NR); K, V blocks 2 x 128 KiB at dim 128 in L2;
-                                    // one micro-panel's S and P 2 x 6 KiB in L1
+                                    // one micro-panel's S (then P) 6 KiB in L1
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 struct AttentionArgs {
@@ -38,7 +38,7 @@ struct AttentionArgs {
 
 // Workspace of one task, kept per thread.
 struct AttentionScratch {
-    ScratchBuffer k_panels, v_panels, q_panels, scores, p_panels, out_tile, row_state;
+    ScratchBuffer k_panels, v_panels, q_panels, scores, out_tile, row_state;
 };
 thread_local AttentionScratch tls_scratch;
 
@@ -85,24 +85,6 @@ void scale_row(float *x, int64_t n, float f) {
 }
 
 #if SGLD_HAVE_AVX2
-// In-register 8x8 transpose of r[0..7] (rows become columns).
-inline void transpose8x8(__m256 r[8]) {
-    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20); r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20); r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31); r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31); r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
-#endif
-
-#if SGLD_HAVE_AVX2
 // exp256 (gemm_simd.h) for x <= 0 only, bit for bit: the upper clamp is a no-op there, so it is left out.
 // Below -88.38 (and for -inf) the result is exactly 0; NaN stays NaN.
 inline __m256 exp_nonpositive256(__m256 x) {
@@ -122,40 +104,134 @@ inline __m256 exp_nonpositive256(__m256 x) {
 }
 #endif
 
-// P = exp(S - m) for one micro-panel of MR score rows (row stride lds, `cols` keys), written straight into the
-// GEMM A-panel layout (p[k * MR + i]) that O += P V reads, with each row's sum of P added to sums[i]. shift[i]
-// is finite and no smaller than its row's scores. Writes up to 2 floats past the panel (ScratchBuffer slack).
-void exp_into_a_panel(const float *s, int64_t lds, int64_t cols, const float *shift, float *p, float *sums) {
-    constexpr int64_t MR = kGemmMR;
+// s[j] = exp(s[j] - m) in place over n values; returns their sum. m is finite and no smaller than any s[j].
+float exp_shift_and_sum(float *s, int64_t n, float m) {
     int64_t j = 0;
+    float sum = 0.0f;
 #if SGLD_HAVE_AVX2
-    static_assert(kGemmMR == 6, "the transposed stores below assume 6-row panels");
-    // After the transpose, lane i of r[q] is row i's value for key j + q, so one accumulator of pairwise sums
-    // holds all six row sums (lanes 6 and 7 are zero); that keeps the loop free of register spills.
+    const __m256 vm = _mm256_set1_ps(m);
     __m256 vsum = _mm256_setzero_ps();
-    for (; j + 8 <= cols; j += 8) {
-        __m256 r[8];
-        for (int64_t i = 0; i < MR; ++i)
-            r[i] = exp_nonpositive256(_mm256_sub_ps(_mm256_loadu_ps(s + i * lds + j), _mm256_broadcast_ss(shift + i)));
-        r[6] = r[7] = _mm256_setzero_ps();
-        transpose8x8(r);
-        // Eight 8-float stores 6 apart: each overwrites the previous one's two padding lanes.
-        float *d = p + j * MR;
-        for (int q = 0; q < 8; ++q) _mm256_storeu_ps(d + q * MR, r[q]);
-        vsum = _mm256_add_ps(vsum, _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(r[0], r[1]), _mm256_add_ps(r[2], r[3])),
-                                                 _mm256_add_ps(_mm256_add_ps(r[4], r[5]), _mm256_add_ps(r[6], r[7]))));
+    for (; j + 8 <= n; j += 8) {
+        const __m256 e = exp_nonpositive256(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
+        _mm256_storeu_ps(s + j, e);
+        vsum = _mm256_add_ps(vsum, e);
     }
-    alignas(32) float lanes[8];
-    _mm256_store_ps(lanes, vsum);
-    for (int64_t i = 0; i < MR; ++i) sums[i] += lanes[i];
+    sum = hsum256(vsum);
 #endif
-    for (; j < cols; ++j)
-        for (int64_t i = 0; i < MR; ++i) {
-            const float e = std::exp(s[i * lds + j] - shift[i]);
-            p[j * MR + i] = e;
-            sums[i] += e;
-        }
+    for (; j < n; ++j) { s[j] = std::exp(s[j] - m); sum += s[j]; }
+    return sum;
 }
+
+// O[0:6, 0:16] (row stride ldo) += P[0:6, 0:kc] . V panel, where P is row-major with row stride kKeyBlock (the
+// score rows themselves, no packing) and the V panel is a GEMM B panel (kc x 16). The k loop is the GEMM
+// micro-kernel's (gemm_kernel.cpp), with P's six rows broadcast from fixed offsets of one pointer.
+void pv_micro_kernel(int64_t kc, const float *p, const float *v_panel, float *o, int64_t ldo);
+
+#if SGLD_HAVE_AVX2
+static_assert(kGemmMR == 6 && kGemmNR == 16, "pv_micro_kernel is written for 6 x 16 tiles");
+static_assert(kKeyBlock == 256, "pv_micro_kernel's P row offsets are 256 floats (1024 bytes)");
+
+// One k step: two V vectors, six P broadcasts (rows 1024 bytes apart), twelve FMAs into ymm0-11.
+#define SGLD_PV_KSTEP_ASM(PO, VO)                                                        \
+    "vmovaps " #VO "(%[v]), %%ymm12\n\t"                                                 \
+    "vmovaps " #VO "+32(%[v]), %%ymm13\n\t"                                              \
+    "vbroadcastss " #PO "(%[p]), %%ymm14\n\t"                                            \
+    "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"                                           \
+    "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"                                           \
+    "vbroadcastss " #PO "+1024(%[p]), %%ymm15\n\t"                                       \
+    "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"                                           \
+    "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"                                           \
+    "vbroadcastss " #PO "+2048(%[p]), %%ymm14\n\t"                                       \
+    "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t"                                           \
+    "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t"                                           \
+    "vbroadcastss " #PO "+3072(%[p]), %%ymm15\n\t"                                       \
+    "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t"                                           \
+    "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t"                                           \
+    "vbroadcastss " #PO "+4096(%[p]), %%ymm14\n\t"                                       \
+    "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t"                                           \
+    "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t"                                           \
+    "vbroadcastss " #PO "+5120(%[p]), %%ymm15\n\t"                                       \
+    "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t"                                          \
+    "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t"
+
+void pv_micro_kernel(int64_t kc, const float *p, const float *v_panel, float *o, int64_t ldo) {
+    for (int r = 0; r < 6; ++r) {
+        _mm_prefetch(reinterpret_cast<const char *>(o + r * ldo), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char *>(o + r * ldo + 15), _MM_HINT_T0);
+    }
+    alignas(32) float acc[96];
+    int64_t k_iter = kc / 4, k_left = kc % 4;
+    __asm__ volatile(
+        "vxorps %%ymm0, %%ymm0, %%ymm0\n\t"
+        "vxorps %%ymm1, %%ymm1, %%ymm1\n\t"
+        "vxorps %%ymm2, %%ymm2, %%ymm2\n\t"
+        "vxorps %%ymm3, %%ymm3, %%ymm3\n\t"
+        "vxorps %%ymm4, %%ymm4, %%ymm4\n\t"
+        "vxorps %%ymm5, %%ymm5, %%ymm5\n\t"
+        "vxorps %%ymm6, %%ymm6, %%ymm6\n\t"
+        "vxorps %%ymm7, %%ymm7, %%ymm7\n\t"
+        "vxorps %%ymm8, %%ymm8, %%ymm8\n\t"
+        "vxorps %%ymm9, %%ymm9, %%ymm9\n\t"
+        "vxorps %%ymm10, %%ymm10, %%ymm10\n\t"
+        "vxorps %%ymm11, %%ymm11, %%ymm11\n\t"
+        "test %[k_iter], %[k_iter]\n\t"
+        "jz 2f\n\t"
+        ".p2align 5\n"
+        "1:\n\t"
+        SGLD_PV_KSTEP_ASM(0, 0)
+        SGLD_PV_KSTEP_ASM(4, 64)
+        SGLD_PV_KSTEP_ASM(8, 128)
+        SGLD_PV_KSTEP_ASM(12, 192)
+        "add $16, %[p]\n\t"
+        "add $256, %[v]\n\t"
+        "dec %[k_iter]\n\t"
+        "jnz 1b\n"
+        "2:\n\t"
+        "test %[k_left], %[k_left]\n\t"
+        "jz 4f\n"
+        "3:\n\t"
+        SGLD_PV_KSTEP_ASM(0, 0)
+        "add $4, %[p]\n\t"
+        "add $64, %[v]\n\t"
+        "dec %[k_left]\n\t"
+        "jnz 3b\n"
+        "4:\n\t"
+        "vmovaps %%ymm0, 0(%[acc])\n\t"
+        "vmovaps %%ymm1, 32(%[acc])\n\t"
+        "vmovaps %%ymm2, 64(%[acc])\n\t"
+        "vmovaps %%ymm3, 96(%[acc])\n\t"
+        "vmovaps %%ymm4, 128(%[acc])\n\t"
+        "vmovaps %%ymm5, 160(%[acc])\n\t"
+        "vmovaps %%ymm6, 192(%[acc])\n\t"
+        "vmovaps %%ymm7, 224(%[acc])\n\t"
+        "vmovaps %%ymm8, 256(%[acc])\n\t"
+        "vmovaps %%ymm9, 288(%[acc])\n\t"
+        "vmovaps %%ymm10, 320(%[acc])\n\t"
+        "vmovaps %%ymm11, 352(%[acc])\n\t"
+        : [p] "+r"(p), [v] "+r"(v_panel), [k_iter] "+r"(k_iter), [k_left] "+r"(k_left)
+        : [acc] "r"(acc)
+        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+          "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
+    for (int r = 0; r < 6; ++r) {
+        float *row = o + r * ldo;
+        _mm256_storeu_ps(row, _mm256_add_ps(_mm256_loadu_ps(row), _mm256_load_ps(acc + 16 * r)));
+        _mm256_storeu_ps(row + 8, _mm256_add_ps(_mm256_loadu_ps(row + 8), _mm256_load_ps(acc + 16 * r + 8)));
+    }
+}
+#undef SGLD_PV_KSTEP_ASM
+
+#else  // portable fallback, same contract
+
+void pv_micro_kernel(int64_t kc, const float *p, const float *v_panel, float *o, int64_t ldo) {
+    float acc[kGemmMR][kGemmNR] = {};
+    for (int64_t k = 0; k < kc; ++k, v_panel += kGemmNR)
+        for (int64_t i = 0; i < kGemmMR; ++i)
+            for (int64_t j = 0; j < kGemmNR; ++j) acc[i][j] += p[i * kKeyBlock + k] * v_panel[j];
+    for (int64_t i = 0; i < kGemmMR; ++i)
+        for (int64_t j = 0; j < kGemmNR; ++j) o[i * ldo + j] += acc[i][j];
+}
+
+#endif
 
 // max_j s[j] over n values, read only.
 float row_max_of(const float *s, int64_t n) {
@@ -189,10 +265,9 @@ bool attend_range(const AttentionArgs &g, int64_t b, int64_t h, int64_t q0, int6
     float *v_panels = ws.v_panels.get(size_t(kv * Dp));
     float *q_panels = ws.q_panels.get(size_t(tile_rows * D));
     float *scores = ws.scores.get(size_t(MR * kKeyBlock));
-    float *p_panel = ws.p_panels.get(size_t(MR * kKeyBlock));
     float *out_tile = ws.out_tile.get(size_t(tile_rows * Dp));
     float *row_state = ws.row_state.get(size_t(2 * tile_rows));
-    if (!k_panels || !v_panels || !q_panels || !scores || !p_panel || !out_tile || !row_state) return false;
+    if (!k_panels || !v_panels || !q_panels || !scores || !out_tile || !row_state) return false;
     float *row_max = row_state, *row_sum = row_state + tile_rows;
 
     const float *kb = g.k + b * g.ks[0] + h * g.ks[2];
@@ -203,8 +278,7 @@ bool attend_range(const AttentionArgs &g, int64_t b, int64_t h, int64_t q0, int6
 
     const float *key_bias = g.key_bias ? g.key_bias + b * g.key_bias_sb : nullptr;
     const bool biased = g.bias || key_bias;
-    TileEpilogue overwrite, accumulate;
-    accumulate.load = TileLoad::Accumulate;
+    TileEpilogue overwrite;
 
     for (int64_t i0 = q0; i0 < q1; i0 += kQueryTile) {
         const int64_t rows = std::min(kQueryTile, q1 - i0), rows_p = round_up(rows, MR);
@@ -215,13 +289,22 @@ bool attend_range(const AttentionArgs &g, int64_t b, int64_t h, int64_t q0, int6
 
         for (int64_t j0 = 0; j0 < kv; j0 += kKeyBlock) {
             const int64_t cols = std::min(kKeyBlock, kv - j0), cols_p = round_up(cols, NR);
+            const bool last_block = j0 + kKeyBlock >= kv;
             for (int64_t ir = 0; ir < rows_p; ir += MR) {
+                // The output rows are written once, at the end of the tile, scattered head_dim floats apart a
+                // whole token row: fetch their lines for writing now, one micro-panel at a time, so the final
+                // stores hit cache instead of waiting on memory (measured ~10% of the non-GEMM time).
+                if (last_block)
+                    for (int64_t i = ir; i < std::min(ir + MR, rows); ++i) {
+                        const char *o = reinterpret_cast<const char *>(g.out + b * g.os[0] + (i0 + i) * g.os[1] + h * g.os[2]);
+                        for (int64_t byte = 0; byte < D * int64_t(sizeof(float)); byte += 64) __builtin_prefetch(o + byte, 1, 3);
+                    }
                 // S = (scale Q) K^T for MR rows; padded key columns hold zeros and are never read.
                 for (int64_t jr = 0; jr < cols_p; jr += NR)
                     gemm_micro_kernel(D, q_panels + ir * D, k_panels + (j0 + jr) * D, scores + jr, kKeyBlock, overwrite);
                 // Online softmax per row: m_new = max(m, block max), P = exp(S - m_new),
                 // l = l * exp(m - m_new) + sum P, O *= exp(m - m_new). Padded query rows (Q = 0) just see S = 0.
-                float shift[kGemmMR], sums[kGemmMR] = {};
+                float shift[kGemmMR];
                 bool live[kGemmMR];
                 for (int64_t r = 0; r < MR; ++r) {
                     const int64_t i = ir + r;
@@ -246,12 +329,13 @@ bool attend_range(const AttentionArgs &g, int64_t b, int64_t h, int64_t q0, int6
                     }
                     row_max[i] = m_new;
                 }
-                exp_into_a_panel(scores, kKeyBlock, cols, shift, p_panel, sums);
-                for (int64_t r = 0; r < MR; ++r)
-                    if (live[r]) row_sum[ir + r] += sums[r];
-                // O += P V over this key block (kc = the block's real key count: no padding needed).
+                for (int64_t r = 0; r < MR; ++r) {
+                    const float sum = exp_shift_and_sum(scores + r * kKeyBlock, cols, shift[r]);
+                    if (live[r]) row_sum[ir + r] += sum;
+                }
+                // O += P V over this key block, P read in place (kc = the block's real key count).
                 for (int64_t dr = 0; dr < Dp; dr += NR)
-                    gemm_micro_kernel(cols, p_panel, v_panels + dr * kv + j0 * NR, out_tile + ir * Dp + dr, Dp, accumulate);
+                    pv_micro_kernel(cols, scores, v_panels + dr * kv + j0 * NR, out_tile + ir * Dp + dr, Dp);
             }
         }
         // out = O / l; lse = m + log l. A row with no unmasked key has l = 0: out 0, lse -inf.
