@@ -133,6 +133,20 @@ t.test('matches the fp64 reference for self- and cross-attention lengths and odd
     check(t, h1, problem(B, H, Sq, Skv, D, 10 + 10 * i), `B${B} H${H} Sq${Sq} Skv${Skv} D${D}`);
 });
 
+t.test('online softmax across many key blocks: the Wan shapes, and row maxima that rise in every block', async (t) => {
+  // The transformer's shapes at head_dim 64 and 128 (whole 256-key blocks, query tiles with a 6-row tail; text
+  // cross-attention of 128 keys), cut to fewer queries and heads so the fp64 reference stays fast.
+  for (const [B, H, Sq, Skv, D] of [[1, 2, 150, 1280, 64], [2, 1, 100, 128, 64], [1, 1, 61, 520, 128]] as const)
+    check(t, h2, problem(B, H, Sq, Skv, D, 900 + Skv), `B${B} H${H} Sq${Sq} Skv${Skv} D${D}`);
+  // Keys scaled up along the sequence: each 256-key block holds larger logits (up to ~30) than the last, so
+  // every block moves the running max and rescales the earlier sum and output (by factors down to ~1e-9).
+  // (fp32 logits of that size carry ~2e-6 relative rounding, which the reference does not have.)
+  const p = problem(1, 2, 40, 777, 32, 950);
+  p.scale = 1;
+  for (let j = 0; j < p.Skv; j++) for (let i = 0; i < p.H * p.D; i++) p.k[j * p.H * p.D + i]! *= 0.05 + j / p.Skv;
+  check(t, h1, p, 'rising maxima, Skv 777');
+});
+
 t.test('q/k/v/out strides: [B,H,S,D] operands, a fused QKV buffer, padded rows, mixed output layout', async (t) => {
   const B = 2, H = 3, S = 41, D = 20;
   // [B, H, S, D] for all four.
