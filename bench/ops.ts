@@ -111,20 +111,28 @@ function gemmRate(device: Device, shape: GemmShape, run: (a: Ptr, b: Ptr, c: Ptr
   return (2 * m * n * k) / seconds / 1e9;
 }
 
-// Attention: seq 4096, 12 heads, head_dim 128, [B, S, H, D] layout; 4 * seq^2 * head_dim * heads FLOP.
+// Attention, [B, S, H, D] layout, 4 * q_len * kv_len * head_dim * heads FLOP: seq 4096 at head_dim 128, and the
+// mid-size Wan transformer's self-attention (1280 tokens, 12 heads of 64) and text cross-attention (128 keys).
+const ATTENTION_SHAPES = [
+  { label: 'seq 4096, 12 heads, dim 128', S: 4096, L: 4096, H: 12, D: 128 },
+  { label: 'Wan self: seq 1280, 12 heads, dim 64', S: 1280, L: 1280, H: 12, D: 64 },
+  { label: 'Wan cross: 1280 x 128 keys, 12 heads, dim 64', S: 1280, L: 128, H: 12, D: 64 },
+];
 function benchAttention(device: Device, threads: number): void {
   const { fns } = device.lib;
-  const S = 4096, H = 12, D = 128;
-  const q = device.malloc(S * H * D * 4), k = device.malloc(S * H * D * 4), v = device.malloc(S * H * D * 4);
-  const out = device.malloc(S * H * D * 4), lse = device.malloc(H * S * 4);
-  for (const [i, p] of [q, k, v].entries()) fillRandom(device, p, S * H * D, 10 + i);
-  const strides = BigInt64Array.from([S * H * D, H * D, D].map(BigInt));
-  const flops = 4 * S * S * D * H;
-  const s = bestTime(() => device.lib.check(fns.sgld_attention(device.ctx, NativeDType.F32, 1, H, S, S, D, q, strides, k,
-    strides, v, strides, out, strides, lse, 1 / Math.sqrt(D), null, null, null, 0), 'sgld_attention'));
-  const shape = `seq ${S}, ${H} heads, dim ${D}`;
-  record('attention', shape, threads, fmt(flops / s / 1e9), '');
-  for (const p of [q, k, v, out, lse]) device.free(p);
+  for (const { label, S, L, H, D } of ATTENTION_SHAPES) {
+    const q = device.malloc(S * H * D * 4), k = device.malloc(L * H * D * 4), v = device.malloc(L * H * D * 4);
+    const out = device.malloc(S * H * D * 4), lse = device.malloc(H * S * 4);
+    fillRandom(device, q, S * H * D, 10);
+    fillRandom(device, k, L * H * D, 11);
+    fillRandom(device, v, L * H * D, 12);
+    const qs = BigInt64Array.from([S * H * D, H * D, D].map(BigInt)), ks = BigInt64Array.from([L * H * D, H * D, D].map(BigInt));
+    const flops = 4 * S * L * D * H;
+    const s = bestTime(() => device.lib.check(fns.sgld_attention(device.ctx, NativeDType.F32, 1, H, S, L, D, q, qs, k,
+      ks, v, ks, out, qs, lse, 1 / Math.sqrt(D), null, null, null, 0), 'sgld_attention'), S === 4096 ? 3 : 8);
+    record('attention', label, threads, fmt(flops / s / 1e9), '');
+    for (const p of [q, k, v, out, lse]) device.free(p);
+  }
 }
 
 function benchConv3d(device: Device, threads: number): void {
