@@ -293,12 +293,18 @@ bool attend_range(const AttentionArgs &g, int64_t b, int64_t h, int64_t q0, int6
             for (int64_t ir = 0; ir < rows_p; ir += MR) {
                 // The output rows are written once, at the end of the tile, scattered head_dim floats apart a
                 // whole token row: fetch their lines for writing now, one micro-panel at a time, so the final
-                // stores hit cache instead of waiting on memory (measured ~10% of the non-GEMM time).
-                if (last_block)
+                // stores hit cache instead of waiting on memory (they were ~10% of the non-GEMM time).
+                if (last_block) {
                     for (int64_t i = ir; i < std::min(ir + MR, rows); ++i) {
                         const char *o = reinterpret_cast<const char *>(g.out + b * g.os[0] + (i0 + i) * g.os[1] + h * g.os[2]);
                         for (int64_t byte = 0; byte < D * int64_t(sizeof(float)); byte += 64) __builtin_prefetch(o + byte, 1, 3);
                     }
+                    // Likewise the next tile's query rows, which pack_a_panels reads right after this tile.
+                    for (int64_t i = i0 + kQueryTile + ir; i < std::min(i0 + kQueryTile + ir + MR, q1); ++i) {
+                        const char *qrow = reinterpret_cast<const char *>(g.q + b * g.qs[0] + i * g.qs[1] + h * g.qs[2]);
+                        for (int64_t byte = 0; byte < D * int64_t(sizeof(float)); byte += 64) __builtin_prefetch(qrow + byte, 0, 3);
+                    }
+                }
                 // S = (scale Q) K^T for MR rows; padded key columns hold zeros and are never read.
                 for (int64_t jr = 0; jr < cols_p; jr += NR)
                     gemm_micro_kernel(D, q_panels + ir * D, k_panels + (j0 + jr) * D, scores + jr, kKeyBlock, overwrite);
