@@ -3,6 +3,7 @@
 // (or chunk); the FrameCache carries the causal context, and upsample3d's first-chunk rule makes the first latent
 // frame decode to a single video frame and every later one to scale_factor_temporal frames.
 import type { WeightStore } from '../weights.js';
+import { Activation, activation } from '../../runtime/ops.js';
 import { type Tensor, scoped } from '../../runtime/tensor.js';
 import { type WanVAEConfig, decoderDims } from './vae-config.js';
 import type { FrameCache } from './vae-frame-cache.js';
@@ -74,8 +75,8 @@ export class WanDecoder {
       let y = this.convIn.forwardCached(z, cache);
       y = step(y, z, (t) => this.midBlock.forward(t, cache));
       for (const block of this.upBlocks) y = step(y, z, (t) => block.forward(t, cache));
-      y = step(y, z, (t) => this.normOut.forward(t));
-      return step(y, z, (t) => this.convOut.forwardSiluCached(t, cache));
+      y = step(y, z, (t) => activation(this.normOut.forward(t), Activation.SILU, true));
+      return step(y, z, (t) => this.convOut.forwardCached(t, cache));
     });
   }
 }

@@ -3,11 +3,10 @@
 // Each layer reads its weights by checkpoint key (`<prefix>.conv1.weight` ...), so the object tree mirrors the
 // checkpoint. Tensors are NCTHW; every forward returns a new tensor and frees what it allocated on the way.
 import type { WeightStore } from '../weights.js';
-import { dtypeCode } from '../../runtime/dtype.js';
 import {
-  Activation, activation, add, attention, cat, channelNorm, contiguous, conv3d, empty, linear,
+  Activation, activation, add, attention, cat, channelNorm, contiguous, conv3d, linear,
 } from '../../runtime/ops.js';
-import { Scope, Tensor, copyInto, scoped } from '../../runtime/tensor.js';
+import { Scope, type Tensor, scoped } from '../../runtime/tensor.js';
 import { type FrameCache, SKIPPED_FIRST_CHUNK, framesToCache } from './vae-frame-cache.js';
 import { UpsampleConv } from './vae-upsample-conv.js';
 
@@ -43,19 +42,16 @@ export class CausalConv3d {
 
   /** The convolution of `x` with `cached` frames (if any, and if this conv pads in time) in front of it. */
   forward(x: Tensor, cached?: Tensor): Tensor {
-    if (cached === undefined || this.frontPad === 0) return this.#conv(x, 0);
-    const input = cat([cached, x], 2);
-    try {
-      return this.#conv(input, cached.shape[2]!);
-    } finally {
-      input.free();
+    let input = x;
+    let front = this.frontPad;
+    if (cached !== undefined && front > 0) {
+      input = cat([cached, x], 2);
+      front -= cached.shape[2]!;
     }
-  }
-
-  /** The conv of `input` whose first `cachedFrames` frames stand in for as many causal zero frames. */
-  #conv(input: Tensor, cachedFrames: number): Tensor {
     const [, ph, pw] = this.padding;
-    return conv3d(input, this.weight, this.bias, { stride: this.stride, pads: [this.frontPad - cachedFrames, 0, ph, ph, pw, pw] });
+    const y = conv3d(input, this.weight, this.bias, { stride: this.stride, pads: [front, 0, ph, ph, pw, pw] });
+    if (input !== x) input.free();
+    return y;
   }
 
   /** forward() with this conv's frames from `cache`, then caches `x`'s last frames for the next chunk. */
@@ -68,59 +64,6 @@ export class CausalConv3d {
     } catch (e) {
       next.free();
       throw e;
-    }
-  }
-
-  /**
-   * forwardCached(SiLU(normed)) without concatenating the cached frames and the chunk: the SiLU writes its
-   * frames straight into the conv's input, behind the cached ones (`cat` would copy every chunk frame once
-   * more). `normed` [B, C, T, H, W] is contiguous and stays its caller's (the SiLU may overwrite it).
-   */
-  forwardSiluCached(normed: Tensor, cache: FrameCache): Tensor {
-    const cached = cache.frames(this);
-    const [b, c, t, h, w] = normed.shape as [number, number, number, number, number];
-    if (cached === undefined || this.frontPad === 0 || t * h * w < MIN_SILU_RUN) {
-      // Nothing to put in front, or runs so short that one native call per channel costs more than the copy.
-      return this.forwardCached(activation(normed, Activation.SILU, true), cache);
-    }
-    const f = cached.shape[2]!;
-    const input = empty(normed.device, [b, c, f + t, h, w], normed.dtype);
-    try {
-      copyInto(input.slice(2, 0, f), cached);
-      const chunk = input.slice(2, f, f + t);
-      siluInto(chunk, normed);
-      const next = framesToCache(chunk, cache.get(this));
-      try {
-        const y = this.#conv(input, f);
-        cache.set(this, next);
-        return y;
-      } catch (e) {
-        next.free();
-        throw e;
-      }
-    } finally {
-      input.free();
-    }
-  }
-
-}
-
-/** Below this many values per (sample, channel) forwardSiluCached concatenates instead (Wan: frames under 128x128). */
-export const MIN_SILU_RUN = 32768;
-
-/**
- * dst = SiLU(src) for src contiguous [B, C, T, H, W] and dst a view whose (sample, channel) runs of T*H*W values
- * are contiguous (a frame range of a larger tensor): one native call per run.
- */
-function siluInto(dst: Tensor, src: Tensor): void {
-  const [b, c, t, h, w] = src.shape as [number, number, number, number, number];
-  const run = t * h * w;
-  const { lib, ctx } = src.device;
-  for (let bi = 0; bi < b; bi++) {
-    for (let ci = 0; ci < c; ci++) {
-      const from = new Tensor(src.storage, src.dtype, [run], [1], src.offset + (bi * c + ci) * run);
-      const to = new Tensor(dst.storage, dst.dtype, [run], [1], dst.offset + bi * dst.strides[0]! + ci * dst.strides[1]!);
-      lib.check(lib.fns.sgld_activation(ctx, dtypeCode(src.dtype), Activation.SILU, run, from.ptr, to.ptr), 'sgld_activation');
     }
   }
 }
@@ -143,10 +86,7 @@ export class ChannelRMSNorm {
   }
 }
 
-/**
- * norm -> SiLU -> causal conv, twice, plus a 1x1x1 shortcut conv when the width changes (WanResidualBlock). The
- * SiLU runs inside the conv step (forwardSiluCached), writing into the conv's input.
- */
+/** norm -> SiLU -> causal conv, twice, plus a 1x1x1 shortcut conv when the width changes (WanResidualBlock). */
 export class ResidualBlock {
   readonly norm1: ChannelRMSNorm;
   readonly conv1: CausalConv3d;
@@ -165,10 +105,10 @@ export class ResidualBlock {
   forward(x: Tensor, cache: FrameCache): Tensor {
     return scoped(() => {
       const h = this.convShortcut ? this.convShortcut.forward(x) : x;
-      let y = step(x, x, (t) => this.norm1.forward(t));
-      y = step(y, x, (t) => this.conv1.forwardSiluCached(t, cache));
-      y = step(y, x, (t) => this.norm2.forward(t));
-      y = step(y, x, (t) => this.conv2.forwardSiluCached(t, cache));
+      let y = step(x, x, (t) => activation(this.norm1.forward(t), Activation.SILU, true));
+      y = step(y, x, (t) => this.conv1.forwardCached(t, cache));
+      y = step(y, x, (t) => activation(this.norm2.forward(t), Activation.SILU, true));
+      y = step(y, x, (t) => this.conv2.forwardCached(t, cache));
       return add(y, h, y);
     });
   }
