@@ -3,7 +3,7 @@
 // One task = one (batch, head) pair and a range of queries. The task packs K^T and V once into GEMM B panels
 // (O(kv_len x head_dim) workspace), then walks query tiles of kQueryTile rows and, inside a tile, key blocks of
 // kKeyBlock keys. For each micro-panel of 6 query rows it computes S = (scale Q) K^T for the block with the GEMM
-// micro-kernel, runs the online softmax on S's rows while they are in L1 (running max m and sum l, earlier
+// micro-kernel's k loop storing straight into the score rows (qk_micro_kernel), runs the online softmax on S's rows while they are in L1 (running max m and sum l, earlier
 // output rescaled by exp(m_old - m_new), P = exp(S - m) in place), and adds P V into the O tile with a
 // micro-kernel that reads P's rows where they are (pv_micro_kernel: no packing pass). No seq x seq buffer
 // exists anywhere. Design notes and measurements: docs/cpu-backend.md.
@@ -129,7 +129,7 @@ void pv_micro_kernel(int64_t kc, const float *p, const float *v_panel, float *o,
 
 #if SGLD_HAVE_AVX2
 static_assert(kGemmMR == 6 && kGemmNR == 16, "pv_micro_kernel is written for 6 x 16 tiles");
-static_assert(kKeyBlock == 256, "pv_micro_kernel's P row offsets are 256 floats (1024 bytes)");
+static_assert(kKeyBlock == 256, "the micro-kernels' score row offsets are 256 floats (1024 bytes)");
 
 // One k step: two V vectors, six P broadcasts (rows 1024 bytes apart), twelve FMAs into ymm0-11.
 #define SGLD_PV_KSTEP_ASM(PO, VO)                                                        \
@@ -233,6 +233,104 @@ void pv_micro_kernel(int64_t kc, const float *p, const float *v_panel, float *o,
 
 #endif
 
+// S[0:6, 0:16] (rows kKeyBlock floats apart) = Q panel . K panel over kc = head_dim steps: the GEMM micro-kernel
+// (packed 6-row A panel, packed 16-column B panel) with its accumulators stored straight into the score rows
+// (no staging tile and no epilogue choices: scores are only ever overwritten).
+void qk_micro_kernel(int64_t kc, const float *q_panel, const float *k_panel, float *s);
+
+#if SGLD_HAVE_AVX2
+// One k step: two K vectors, six Q broadcasts, twelve FMAs into ymm0-11 (AO/BO: byte offsets).
+#define SGLD_QK_KSTEP_ASM(AO, BO)                                                        \
+    "vmovaps " #BO "(%[b]), %%ymm12\n\t"                                                 \
+    "vmovaps " #BO "+32(%[b]), %%ymm13\n\t"                                              \
+    "vbroadcastss " #AO "(%[a]), %%ymm14\n\t"                                            \
+    "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"                                           \
+    "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"                                           \
+    "vbroadcastss " #AO "+4(%[a]), %%ymm15\n\t"                                          \
+    "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"                                           \
+    "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"                                           \
+    "vbroadcastss " #AO "+8(%[a]), %%ymm14\n\t"                                          \
+    "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t"                                           \
+    "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t"                                           \
+    "vbroadcastss " #AO "+12(%[a]), %%ymm15\n\t"                                         \
+    "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t"                                           \
+    "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t"                                           \
+    "vbroadcastss " #AO "+16(%[a]), %%ymm14\n\t"                                         \
+    "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t"                                           \
+    "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t"                                           \
+    "vbroadcastss " #AO "+20(%[a]), %%ymm15\n\t"                                         \
+    "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t"                                          \
+    "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t"
+
+void qk_micro_kernel(int64_t kc, const float *q_panel, const float *k_panel, float *s) {
+    int64_t k_iter = kc / 4, k_left = kc % 4;
+    __asm__ volatile(
+        "vxorps %%ymm0, %%ymm0, %%ymm0\n\t"
+        "vxorps %%ymm1, %%ymm1, %%ymm1\n\t"
+        "vxorps %%ymm2, %%ymm2, %%ymm2\n\t"
+        "vxorps %%ymm3, %%ymm3, %%ymm3\n\t"
+        "vxorps %%ymm4, %%ymm4, %%ymm4\n\t"
+        "vxorps %%ymm5, %%ymm5, %%ymm5\n\t"
+        "vxorps %%ymm6, %%ymm6, %%ymm6\n\t"
+        "vxorps %%ymm7, %%ymm7, %%ymm7\n\t"
+        "vxorps %%ymm8, %%ymm8, %%ymm8\n\t"
+        "vxorps %%ymm9, %%ymm9, %%ymm9\n\t"
+        "vxorps %%ymm10, %%ymm10, %%ymm10\n\t"
+        "vxorps %%ymm11, %%ymm11, %%ymm11\n\t"
+        "test %[k_iter], %[k_iter]\n\t"
+        "jz 2f\n\t"
+        ".p2align 5\n"
+        "1:\n\t"
+        SGLD_QK_KSTEP_ASM(0, 0)
+        SGLD_QK_KSTEP_ASM(24, 64)
+        SGLD_QK_KSTEP_ASM(48, 128)
+        SGLD_QK_KSTEP_ASM(72, 192)
+        "add $96, %[a]\n\t"
+        "add $256, %[b]\n\t"
+        "dec %[k_iter]\n\t"
+        "jnz 1b\n"
+        "2:\n\t"
+        "test %[k_left], %[k_left]\n\t"
+        "jz 4f\n"
+        "3:\n\t"
+        SGLD_QK_KSTEP_ASM(0, 0)
+        "add $24, %[a]\n\t"
+        "add $64, %[b]\n\t"
+        "dec %[k_left]\n\t"
+        "jnz 3b\n"
+        "4:\n\t"
+        "vmovups %%ymm0, 0(%[s])\n\t"
+        "vmovups %%ymm1, 32(%[s])\n\t"
+        "vmovups %%ymm2, 1024(%[s])\n\t"
+        "vmovups %%ymm3, 1056(%[s])\n\t"
+        "vmovups %%ymm4, 2048(%[s])\n\t"
+        "vmovups %%ymm5, 2080(%[s])\n\t"
+        "vmovups %%ymm6, 3072(%[s])\n\t"
+        "vmovups %%ymm7, 3104(%[s])\n\t"
+        "vmovups %%ymm8, 4096(%[s])\n\t"
+        "vmovups %%ymm9, 4128(%[s])\n\t"
+        "vmovups %%ymm10, 5120(%[s])\n\t"
+        "vmovups %%ymm11, 5152(%[s])\n\t"
+        : [a] "+r"(q_panel), [b] "+r"(k_panel), [k_iter] "+r"(k_iter), [k_left] "+r"(k_left)
+        : [s] "r"(s)
+        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+          "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
+}
+#undef SGLD_QK_KSTEP_ASM
+
+#else  // portable fallback, same contract
+
+void qk_micro_kernel(int64_t kc, const float *q_panel, const float *k_panel, float *s) {
+    float acc[kGemmMR][kGemmNR] = {};
+    for (int64_t p = 0; p < kc; ++p, q_panel += kGemmMR, k_panel += kGemmNR)
+        for (int64_t i = 0; i < kGemmMR; ++i)
+            for (int64_t j = 0; j < kGemmNR; ++j) acc[i][j] += q_panel[i] * k_panel[j];
+    for (int64_t i = 0; i < kGemmMR; ++i)
+        for (int64_t j = 0; j < kGemmNR; ++j) s[i * kKeyBlock + j] = acc[i][j];
+}
+
+#endif
+
 // max_j s[j] over n values, read only.
 float row_max_of(const float *s, int64_t n) {
     int64_t j = 0;
@@ -278,7 +376,6 @@ bool attend_range(const AttentionArgs &g, int64_t b, int64_t h, int64_t q0, int6
 
     const float *key_bias = g.key_bias ? g.key_bias + b * g.key_bias_sb : nullptr;
     const bool biased = g.bias || key_bias;
-    TileEpilogue overwrite;
 
     for (int64_t i0 = q0; i0 < q1; i0 += kQueryTile) {
         const int64_t rows = std::min(kQueryTile, q1 - i0), rows_p = round_up(rows, MR);
@@ -307,7 +404,7 @@ bool attend_range(const AttentionArgs &g, int64_t b, int64_t h, int64_t q0, int6
                 }
                 // S = (scale Q) K^T for MR rows; padded key columns hold zeros and are never read.
                 for (int64_t jr = 0; jr < cols_p; jr += NR)
-                    gemm_micro_kernel(D, q_panels + ir * D, k_panels + (j0 + jr) * D, scores + jr, kKeyBlock, overwrite);
+                    qk_micro_kernel(D, q_panels + ir * D, k_panels + (j0 + jr) * D, scores + jr);
                 // Online softmax per row: m_new = max(m, block max), P = exp(S - m_new),
                 // l = l * exp(m - m_new) + sum P, O *= exp(m - m_new). Padded query rows (Q = 0) just see S = 0.
                 float shift[kGemmMR];
