@@ -2,11 +2,11 @@
 //
 // One task = one (batch, head) pair and a range of queries. The task packs K^T and V once into GEMM B panels
 // (O(kv_len x head_dim) workspace), then walks query tiles of kQueryTile rows and, inside a tile, key blocks of
-// kKeyBlock keys. For each micro-panel of 6 query rows it computes S = (scale Q) K^T for the block with the GEMM
-// micro-kernel's k loop storing straight into the score rows (qk_micro_kernel), runs the online softmax on S's rows while they are in L1 (running max m and sum l, earlier
-// output rescaled by exp(m_old - m_new), P = exp(S - m) in place), and adds P V into the O tile with a
-// micro-kernel that reads P's rows where they are (pv_micro_kernel: no packing pass). No seq x seq buffer
-// exists anywhere. Design notes and measurements: docs/cpu-backend.md.
+// kKeyBlock keys. For each micro-panel of 6 query rows: S = (scale Q) K^T for the block (qk_micro_kernel: the
+// GEMM micro-kernel's k loop storing straight into the score rows); the online softmax on S's rows while they
+// are in L1 (running max m and sum l, earlier output rescaled by exp(m_old - m_new), P = exp(S - m) in
+// place); O += P V with a micro-kernel that reads P's rows where they are (pv_micro_kernel: no packing pass).
+// No seq x seq buffer exists anywhere. Design notes and measurements: docs/cpu-backend.md.
 #include "gemm_kernel.h"
 #include "gemm_simd.h"
 
