@@ -72,11 +72,32 @@ export class WanDecoder {
   /** One latent chunk [B, z_dim, T, h, w] -> video frames [B, out_channels, T', 8h, 8w] (unclamped). */
   forward(z: Tensor, cache: FrameCache): Tensor {
     return scoped(() => {
+      const y = this.forwardLatentRes(z, cache);
+      return step(y, z, (t) => this.forwardUpsampled(t, cache));
+    });
+  }
+
+  /**
+   * The first half of forward(): conv_in, the middle block and the first up block, which run at the latent
+   * resolution (the first up block ends with an upsampler). Every layer is causal in time (frame caches) or works
+   * frame by frame, so running it on several latent frames at once gives what running it frame by frame does,
+   * and forwardUpsampled() may then take the result piece by piece.
+   */
+  forwardLatentRes(z: Tensor, cache: FrameCache): Tensor {
+    return scoped(() => {
       let y = this.convIn.forwardCached(z, cache);
       y = step(y, z, (t) => this.midBlock.forward(t, cache));
-      for (const block of this.upBlocks) y = step(y, z, (t) => block.forward(t, cache));
-      y = step(y, z, (t) => activation(this.normOut.forward(t), Activation.SILU, true));
-      return step(y, z, (t) => this.convOut.forwardCached(t, cache));
+      return step(y, z, (t) => this.upBlocks[0]!.forward(t, cache));
+    });
+  }
+
+  /** The second half of forward(): the other up blocks, norm_out -> SiLU -> conv_out. */
+  forwardUpsampled(x: Tensor, cache: FrameCache): Tensor {
+    return scoped(() => {
+      let y = x;
+      for (const block of this.upBlocks.slice(1)) y = step(y, x, (t) => block.forward(t, cache));
+      y = step(y, x, (t) => activation(this.normOut.forward(t), Activation.SILU, true));
+      return step(y, x, (t) => this.convOut.forwardCached(t, cache));
     });
   }
 }

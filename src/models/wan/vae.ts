@@ -1,6 +1,6 @@
 // AutoencoderKLWan (Wan2.1 video VAE, diffusers v0.36.0 autoencoders/autoencoder_kl_wan.py), built from the
 // checkpoint's config.json and weights. decode() turns latents [B, 16, F, h, w] into video [B, 3, 1 + 4(F-1),
-// 8h, 8w] in [-1, 1], one latent frame at a time; encode() turns video [B, 3, T, H, W] into the latent
+// 8h, 8w] in [-1, 1], one latent frame at a time (the layers at latent resolution four at a time); encode() turns video [B, 3, T, H, W] into the latent
 // distribution's mean and log-variance, the first frame alone and then four frames at a time. Between chunks
 // only the causal convolutions' cached frames and the growing output stay on the device, so memory does not
 // grow with the frame count beyond the output itself.
@@ -19,6 +19,14 @@ import { CausalConv3d } from './vae-layers.js';
 
 /** Frames per encoder chunk after the first frame (diffusers hard-codes 4, the temporal compression). */
 const ENCODE_CHUNK_FRAMES = 4;
+/**
+ * Latent frames whose latent-resolution layers (WanDecoder.forwardLatentRes) run as one call after the first
+ * frame. Diffusers decodes one latent frame at a time; the layers are causal, so batching them changes nothing
+ * but the speed: a latent frame is few conv tiles (64 at 32x32), and four at once share each conv's weight
+ * transform (a third of a one-frame call at 384 channels). The upsampled layers still run frame by frame, so
+ * memory grows only by these small tensors.
+ */
+const DECODE_LATENT_BATCH = 4;
 /** DiagonalGaussianDistribution clamps the log-variance to this range. */
 const LOGVAR_MIN = -30;
 const LOGVAR_MAX = 20;
@@ -111,17 +119,28 @@ export class AutoencoderKLWan {
     const cache = new FrameCache();
     try {
       let at = 0;
-      for (let i = 0; i < f; i++) {
+      // The first latent frame alone (it decodes to a single frame), then up to DECODE_LATENT_BATCH at a time.
+      for (let i = 0; i < f;) {
+        const count = i === 0 ? 1 : Math.min(DECODE_LATENT_BATCH, f - i);
         scoped(() => {
-          const zi = this.postQuantConv.forward(this.#frames(latents, i, i + 1));
-          const chunk = clamp(this.decoder.forward(zi, cache), -1, 1);
-          const n = chunk.shape[2]!;
-          const expected = i === 0 ? 1 : this.config.scaleFactorTemporal;
-          if (n !== expected) throw new Error(`sgld: Wan VAE decoded latent frame ${i} to ${n} frames, expected ${expected}`);
-          copyInto(video.slice(2, at, at + n), chunk);
-          at += n;
+          const zi = this.postQuantConv.forward(this.#frames(latents, i, i + count));
+          const low = this.decoder.forwardLatentRes(zi, cache);
+          const per = low.shape[2]! / count;
+          if (!Number.isInteger(per)) throw new Error(`sgld: Wan VAE decoded ${count} latent frames to ${low.shape[2]} frames at latent resolution`);
+          for (let j = 0; j < count; j++) {
+            scoped(() => {
+              const piece = count === 1 ? low : contiguous(low.slice(2, j * per, (j + 1) * per));
+              const chunk = clamp(this.decoder.forwardUpsampled(piece, cache), -1, 1);
+              const n = chunk.shape[2]!;
+              const expected = i + j === 0 ? 1 : this.config.scaleFactorTemporal;
+              if (n !== expected) throw new Error(`sgld: Wan VAE decoded latent frame ${i + j} to ${n} frames, expected ${expected}`);
+              copyInto(video.slice(2, at, at + n), chunk);
+              at += n;
+            });
+            onProgress?.(i + j + 1, f);
+          }
         });
-        onProgress?.(i + 1, f);
+        i += count;
       }
     } catch (e) {
       video.free();
