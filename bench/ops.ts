@@ -11,6 +11,14 @@ import { NativeDType, type Ptr } from '../src/runtime/native.js';
 const THREADS = [1, 2];
 const GEMM_SHAPES: GemmShape[] = [[1024, 1024, 1024], [4096, 1536, 1536], [4096, 8960, 1536]];
 
+// Attention, [B, S, H, D] layout, 4 * q_len * kv_len * head_dim * heads FLOP: seq 4096 at head_dim 128, and the
+// mid-size Wan transformer's self-attention (1280 tokens, 12 heads of 64) and text cross-attention (128 keys).
+const ATTENTION_SHAPES = [
+  { label: 'seq 4096, 12 heads, dim 128', S: 4096, L: 4096, H: 12, D: 128 },
+  { label: 'Wan self: seq 1280, 12 heads, dim 64', S: 1280, L: 1280, H: 12, D: 64 },
+  { label: 'Wan cross: 1280 x 128 keys, 12 heads, dim 64', S: 1280, L: 128, H: 12, D: 64 },
+];
+
 // conv3d as in Wan's VAE decoder (sgld_conv3d picks the path: Winograd for stride-1 3x3, implicit GEMM for the
 // 2x2 upsampling phases). GFLOP/s count every tap, taps in the causal time padding included, as torch does.
 interface ConvShape { label: string; cin: number; t: number; h: number; w: number; cout: number; kernel: [number, number, number]; pads: number[] }
@@ -111,13 +119,6 @@ function gemmRate(device: Device, shape: GemmShape, run: (a: Ptr, b: Ptr, c: Ptr
   return (2 * m * n * k) / seconds / 1e9;
 }
 
-// Attention, [B, S, H, D] layout, 4 * q_len * kv_len * head_dim * heads FLOP: seq 4096 at head_dim 128, and the
-// mid-size Wan transformer's self-attention (1280 tokens, 12 heads of 64) and text cross-attention (128 keys).
-const ATTENTION_SHAPES = [
-  { label: 'seq 4096, 12 heads, dim 128', S: 4096, L: 4096, H: 12, D: 128 },
-  { label: 'Wan self: seq 1280, 12 heads, dim 64', S: 1280, L: 1280, H: 12, D: 64 },
-  { label: 'Wan cross: 1280 x 128 keys, 12 heads, dim 64', S: 1280, L: 128, H: 12, D: 64 },
-];
 function benchAttention(device: Device, threads: number): void {
   const { fns } = device.lib;
   for (const { label, S, L, H, D } of ATTENTION_SHAPES) {
