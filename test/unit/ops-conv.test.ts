@@ -3,6 +3,7 @@
 // {0,1,0,1}, temporal (3,1,1) stride (2,1,1), 1x1x1 (plain and strided), the folded 1x2x2 upsample convs, K
 // accumulated over several k blocks, output frames whose window reaches into the time padding (those taps are
 // skipped), 16-pixel panels inside a row, at its edges and spanning two rows, a 2-D kernel with every asymmetry,
+// the direct path's masked and unmasked pixel groups and its tasks of several output frames,
 // the Winograd path's tiles, panels, channel blocks and frame windows, 1 and 2 threads, and argument errors.
 //
 // Tolerance: inputs and weights are uniform in [-1, 1], so an output of the GEMM or direct paths is a length-K
@@ -128,6 +129,8 @@ const CONV3D_CASES: ConvCase[] = [
   { ...base, name: 'first causal chunk: one frame, two zero frames in front (their taps skipped)', cin: 7, t: 1, h: 4, w: 32, cout: 8, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
   { ...base, name: 'window past the last frame too (pads {1,2}): only the middle taps exist', cin: 4, t: 1, h: 3, w: 17, cout: 5, kt: 3, kh: 3, kw: 3, pads: [1, 2, 1, 1, 1, 1] },
   { ...base, name: 'c_out 3 (direct path): causal 3x3x3, 40-pixel rows (a full and a partial 32-pixel group)', cin: 6, t: 3, h: 5, w: 40, cout: 3, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
+  { ...base, name: 'c_out 3 (direct path): batch of 2, causal 3x3x3, rows with unmasked 32-pixel groups', n: 2, cin: 5, t: 4, h: 6, w: 75, cout: 3, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
+  { ...base, name: 'c_out 2 (direct path): 600-pixel rows, 5 output frames in tasks of 2 frames', cin: 3, t: 5, h: 3, w: 600, cout: 2, kt: 3, kh: 3, kw: 3, pads: [2, 0, 1, 1, 1, 1] },
   { ...base, name: 'c_out 1 (direct path), no bias, stride (1,2,1), pads {0,0,2,0,0,3}', cin: 5, t: 2, h: 9, w: 33, cout: 1, kt: 1, kh: 3, kw: 2, stride: [1, 2, 1], pads: [0, 0, 2, 0, 0, 3], bias: false },
 ];
 
