@@ -25,9 +25,12 @@ const shape = [1, 16, frames, 32, 32];
 const z = fromFloat32(device, new TorchGenerator(1).randn(shape), shape);
 const profile = profileNativeCalls(device.lib);
 const shapes = args.includes('--shapes') ? profileShapes() : null;
-const t0 = performance.now();
+const t0 = performance.now(), cpu0 = process.cpuUsage();
 scoped(() => vae.decode(z)).free();
-console.log(`VAE decode of latent [${shape.join(', ')}] on ${threads} thread(s): ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+const cpu = process.cpuUsage(cpu0);
+// CPU seconds (all threads) vary less than wall time when other processes share the cores.
+console.log(`VAE decode of latent [${shape.join(', ')}] on ${threads} thread(s): ${((performance.now() - t0) / 1000).toFixed(2)} s` +
+  ` (CPU ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s)`);
 console.log(profile.report());
 if (shapes) console.log(shapes());
 
