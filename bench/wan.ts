@@ -106,7 +106,9 @@ let vaeTime = NaN, whole = NaN;
 if (!quick) {
   const z = fromFloat32(device, gen.randn(latentShape), latentShape);
   vaeTime = time(() => scoped(() => vae.decode(z)).free())[1];
-  whole = (await stepRun(JOB.steps, true)).total;
+  const run = await stepRun(JOB.steps, true);
+  whole = run.total;
+  console.log(`whole call: denoise ${run.denoise.toFixed(2)} s (${JOB.steps} steps), decode ${run.decode.toFixed(2)} s, the rest ${(run.total - run.denoise - run.decode).toFixed(2)} s`);
 }
 
 const rows: [string, number, number][] = [
