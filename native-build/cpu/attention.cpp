@@ -8,6 +8,7 @@
 // place); O += P V with a micro-kernel that reads P's rows where they are (pv_micro_kernel: no packing pass).
 // No seq x seq buffer exists anywhere. Design notes and measurements: docs/cpu-backend.md.
 #include "gemm_kernel.h"
+#include "gemm_kstep_asm.h"
 #include "gemm_simd.h"
 
 #include <algorithm>
@@ -87,21 +88,7 @@ void scale_row(float *x, int64_t n, float f) {
 #if SGLD_HAVE_AVX2
 // exp256 (gemm_simd.h) for x <= 0 only, bit for bit: the upper clamp is a no-op there, so it is left out.
 // Below -88.38 (and for -inf) the result is exactly 0; NaN stays NaN.
-inline __m256 exp_nonpositive256(__m256 x) {
-    x = _mm256_max_ps(_mm256_set1_ps(-88.3762626647949f), x);
-    __m256 fx = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
-    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
-    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
-    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
-    y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
-    __m256i n = _mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127));
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(n, 23)));
-}
+inline __m256 exp_nonpositive256(__m256 x) { return exp256_clamped(_mm256_max_ps(_mm256_set1_ps(-88.3762626647949f), x)); }
 #endif
 
 // s[j] = exp(s[j] - m) in place over n values; returns their sum. m is finite and no smaller than any s[j].
@@ -239,28 +226,6 @@ void pv_micro_kernel(int64_t kc, const float *p, const float *v_panel, float *o,
 void qk_micro_kernel(int64_t kc, const float *q_panel, const float *k_panel, float *s);
 
 #if SGLD_HAVE_AVX2
-// One k step: two K vectors, six Q broadcasts, twelve FMAs into ymm0-11 (AO/BO: byte offsets).
-#define SGLD_QK_KSTEP_ASM(AO, BO)                                                        \
-    "vmovaps " #BO "(%[b]), %%ymm12\n\t"                                                 \
-    "vmovaps " #BO "+32(%[b]), %%ymm13\n\t"                                              \
-    "vbroadcastss " #AO "(%[a]), %%ymm14\n\t"                                            \
-    "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"                                           \
-    "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"                                           \
-    "vbroadcastss " #AO "+4(%[a]), %%ymm15\n\t"                                          \
-    "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"                                           \
-    "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"                                           \
-    "vbroadcastss " #AO "+8(%[a]), %%ymm14\n\t"                                          \
-    "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t"                                           \
-    "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t"                                           \
-    "vbroadcastss " #AO "+12(%[a]), %%ymm15\n\t"                                         \
-    "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t"                                           \
-    "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t"                                           \
-    "vbroadcastss " #AO "+16(%[a]), %%ymm14\n\t"                                         \
-    "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t"                                           \
-    "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t"                                           \
-    "vbroadcastss " #AO "+20(%[a]), %%ymm15\n\t"                                         \
-    "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t"                                          \
-    "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t"
 
 void qk_micro_kernel(int64_t kc, const float *q_panel, const float *k_panel, float *s) {
     int64_t k_iter = kc / 4, k_left = kc % 4;
@@ -281,10 +246,10 @@ void qk_micro_kernel(int64_t kc, const float *q_panel, const float *k_panel, flo
         "jz 2f\n\t"
         ".p2align 5\n"
         "1:\n\t"
-        SGLD_QK_KSTEP_ASM(0, 0)
-        SGLD_QK_KSTEP_ASM(24, 64)
-        SGLD_QK_KSTEP_ASM(48, 128)
-        SGLD_QK_KSTEP_ASM(72, 192)
+        SGLD_KSTEP_ASM(0, 0)
+        SGLD_KSTEP_ASM(24, 64)
+        SGLD_KSTEP_ASM(48, 128)
+        SGLD_KSTEP_ASM(72, 192)
         "add $96, %[a]\n\t"
         "add $256, %[b]\n\t"
         "dec %[k_iter]\n\t"
@@ -293,7 +258,7 @@ void qk_micro_kernel(int64_t kc, const float *q_panel, const float *k_panel, flo
         "test %[k_left], %[k_left]\n\t"
         "jz 4f\n"
         "3:\n\t"
-        SGLD_QK_KSTEP_ASM(0, 0)
+        SGLD_KSTEP_ASM(0, 0)
         "add $24, %[a]\n\t"
         "add $64, %[b]\n\t"
         "dec %[k_left]\n\t"
@@ -316,7 +281,6 @@ void qk_micro_kernel(int64_t kc, const float *q_panel, const float *k_panel, flo
         : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
           "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
 }
-#undef SGLD_QK_KSTEP_ASM
 
 #else  // portable fallback, same contract
 

@@ -1,5 +1,6 @@
 // Panel packing and the 6x16 micro-kernel (AVX2/FMA, with a portable scalar fallback).
 #include "gemm_kernel.h"
+#include "gemm_kstep_asm.h"
 #include "gemm_simd.h"
 
 #include <cstdlib>
@@ -159,29 +160,6 @@ static inline void store_row(float *c, __m256 p0, __m256 p1, const TileEpilogue 
     _mm256_storeu_ps(c + 8, p1);
 }
 
-// One k step of the 6x16 product in AT&T syntax: two B vectors, six A broadcasts, twelve FMAs into ymm0-11.
-// AO/BO are byte offsets from the current A and B pointers.
-#define SGLD_KSTEP_ASM(AO, BO)                                                           \
-    "vmovaps " #BO "(%[b]), %%ymm12\n\t"                                                 \
-    "vmovaps " #BO "+32(%[b]), %%ymm13\n\t"                                              \
-    "vbroadcastss " #AO "(%[a]), %%ymm14\n\t"                                            \
-    "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"                                           \
-    "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"                                           \
-    "vbroadcastss " #AO "+4(%[a]), %%ymm15\n\t"                                          \
-    "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"                                           \
-    "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"                                           \
-    "vbroadcastss " #AO "+8(%[a]), %%ymm14\n\t"                                          \
-    "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t"                                           \
-    "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t"                                           \
-    "vbroadcastss " #AO "+12(%[a]), %%ymm15\n\t"                                         \
-    "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t"                                           \
-    "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t"                                           \
-    "vbroadcastss " #AO "+16(%[a]), %%ymm14\n\t"                                         \
-    "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t"                                           \
-    "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t"                                           \
-    "vbroadcastss " #AO "+20(%[a]), %%ymm15\n\t"                                         \
-    "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t"                                          \
-    "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t"
 
 void gemm_micro_kernel(int64_t kc, const float *__restrict a, const float *__restrict b, float *c, int64_t ldc,
                        const TileEpilogue &e) {
@@ -253,7 +231,6 @@ void gemm_micro_kernel(int64_t kc, const float *__restrict a, const float *__res
     for (int r = 0; r < 6; ++r)
         store_row(c + r * ldc, _mm256_load_ps(acc + 16 * r), _mm256_load_ps(acc + 16 * r + 8), e, bias0, bias1, has_bias);
 }
-#undef SGLD_KSTEP_ASM
 
 #else  // portable fallback: the same contract in plain loops (compilers vectorise the j loops)
 

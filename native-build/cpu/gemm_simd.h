@@ -15,12 +15,8 @@ namespace sgld {
 
 #if SGLD_HAVE_AVX2
 
-// exp(x) to ~1 ulp over the float range: Cephes' expf (range reduction by ln 2 in two parts, degree-5
-// polynomial). Inputs below -88.38 give exactly 0 (so exp(-inf) == 0, which masked attention relies on);
-// NaN stays NaN.
-static inline __m256 exp256(__m256 x) {
-    const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-88.3762626647949f);
-    x = _mm256_min_ps(hi, _mm256_max_ps(lo, x));  // operand order keeps NaN
+// exp256 for x already clamped to [-88.38, 88.38] (or NaN); callers that know a bound skip a clamp.
+static inline __m256 exp256_clamped(__m256 x) {
     __m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f));
     fx = _mm256_floor_ps(fx);
     x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
@@ -35,6 +31,14 @@ static inline __m256 exp256(__m256 x) {
     // 2^n through the exponent field; n = -127 (the clamp's floor) yields +0.
     __m256i n = _mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127));
     return _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(n, 23)));
+}
+
+// exp(x) to ~1 ulp over the float range: Cephes' expf (range reduction by ln 2 in two parts, degree-5
+// polynomial). Inputs below -88.38 give exactly 0 (so exp(-inf) == 0, which masked attention relies on);
+// NaN stays NaN.
+static inline __m256 exp256(__m256 x) {
+    const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-88.3762626647949f);
+    return exp256_clamped(_mm256_min_ps(hi, _mm256_max_ps(lo, x)));  // operand order keeps NaN
 }
 
 // x * sigmoid(s * x)-style helpers: x / (1 + exp(-t)).
