@@ -149,18 +149,7 @@ void pv_micro_kernel(int64_t kc, const float *p, const float *v_panel, float *o,
     alignas(32) float acc[96];
     int64_t k_iter = kc / 4, k_left = kc % 4;
     __asm__ volatile(
-        "vxorps %%ymm0, %%ymm0, %%ymm0\n\t"
-        "vxorps %%ymm1, %%ymm1, %%ymm1\n\t"
-        "vxorps %%ymm2, %%ymm2, %%ymm2\n\t"
-        "vxorps %%ymm3, %%ymm3, %%ymm3\n\t"
-        "vxorps %%ymm4, %%ymm4, %%ymm4\n\t"
-        "vxorps %%ymm5, %%ymm5, %%ymm5\n\t"
-        "vxorps %%ymm6, %%ymm6, %%ymm6\n\t"
-        "vxorps %%ymm7, %%ymm7, %%ymm7\n\t"
-        "vxorps %%ymm8, %%ymm8, %%ymm8\n\t"
-        "vxorps %%ymm9, %%ymm9, %%ymm9\n\t"
-        "vxorps %%ymm10, %%ymm10, %%ymm10\n\t"
-        "vxorps %%ymm11, %%ymm11, %%ymm11\n\t"
+        SGLD_ZERO_ACC_ASM
         "test %[k_iter], %[k_iter]\n\t"
         "jz 2f\n\t"
         ".p2align 5\n"
@@ -183,18 +172,7 @@ void pv_micro_kernel(int64_t kc, const float *p, const float *v_panel, float *o,
         "dec %[k_left]\n\t"
         "jnz 3b\n"
         "4:\n\t"
-        "vmovaps %%ymm0, 0(%[acc])\n\t"
-        "vmovaps %%ymm1, 32(%[acc])\n\t"
-        "vmovaps %%ymm2, 64(%[acc])\n\t"
-        "vmovaps %%ymm3, 96(%[acc])\n\t"
-        "vmovaps %%ymm4, 128(%[acc])\n\t"
-        "vmovaps %%ymm5, 160(%[acc])\n\t"
-        "vmovaps %%ymm6, 192(%[acc])\n\t"
-        "vmovaps %%ymm7, 224(%[acc])\n\t"
-        "vmovaps %%ymm8, 256(%[acc])\n\t"
-        "vmovaps %%ymm9, 288(%[acc])\n\t"
-        "vmovaps %%ymm10, 320(%[acc])\n\t"
-        "vmovaps %%ymm11, 352(%[acc])\n\t"
+        SGLD_STORE_ACC_ASM
         : [p] "+r"(p), [v] "+r"(v_panel), [k_iter] "+r"(k_iter), [k_left] "+r"(k_left)
         : [acc] "r"(acc)
         : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
@@ -230,40 +208,8 @@ void qk_micro_kernel(int64_t kc, const float *q_panel, const float *k_panel, flo
 void qk_micro_kernel(int64_t kc, const float *q_panel, const float *k_panel, float *s) {
     int64_t k_iter = kc / 4, k_left = kc % 4;
     __asm__ volatile(
-        "vxorps %%ymm0, %%ymm0, %%ymm0\n\t"
-        "vxorps %%ymm1, %%ymm1, %%ymm1\n\t"
-        "vxorps %%ymm2, %%ymm2, %%ymm2\n\t"
-        "vxorps %%ymm3, %%ymm3, %%ymm3\n\t"
-        "vxorps %%ymm4, %%ymm4, %%ymm4\n\t"
-        "vxorps %%ymm5, %%ymm5, %%ymm5\n\t"
-        "vxorps %%ymm6, %%ymm6, %%ymm6\n\t"
-        "vxorps %%ymm7, %%ymm7, %%ymm7\n\t"
-        "vxorps %%ymm8, %%ymm8, %%ymm8\n\t"
-        "vxorps %%ymm9, %%ymm9, %%ymm9\n\t"
-        "vxorps %%ymm10, %%ymm10, %%ymm10\n\t"
-        "vxorps %%ymm11, %%ymm11, %%ymm11\n\t"
-        "test %[k_iter], %[k_iter]\n\t"
-        "jz 2f\n\t"
-        ".p2align 5\n"
-        "1:\n\t"
-        SGLD_KSTEP_ASM(0, 0)
-        SGLD_KSTEP_ASM(24, 64)
-        SGLD_KSTEP_ASM(48, 128)
-        SGLD_KSTEP_ASM(72, 192)
-        "add $96, %[a]\n\t"
-        "add $256, %[b]\n\t"
-        "dec %[k_iter]\n\t"
-        "jnz 1b\n"
-        "2:\n\t"
-        "test %[k_left], %[k_left]\n\t"
-        "jz 4f\n"
-        "3:\n\t"
-        SGLD_KSTEP_ASM(0, 0)
-        "add $24, %[a]\n\t"
-        "add $64, %[b]\n\t"
-        "dec %[k_left]\n\t"
-        "jnz 3b\n"
-        "4:\n\t"
+        SGLD_ZERO_ACC_ASM
+        SGLD_PANEL_KLOOP_ASM("")
         "vmovups %%ymm0, 0(%[s])\n\t"
         "vmovups %%ymm1, 32(%[s])\n\t"
         "vmovups %%ymm2, 1024(%[s])\n\t"
