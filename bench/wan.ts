@@ -2,6 +2,8 @@
 // backend with 2 threads and random weights, printed beside the reference's figures (diffusers v0.36.0 on
 // torch 1.13.1, float32, 2 threads, best environment).
 //   npm run bench:wan [-- --threads N] [-- --quick]
+import { readFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { AutoencoderKLWan } from '../src/models/wan/vae.js';
 import { WanTransformer3DModel } from '../src/models/wan/transformer.js';
 import { RandomWeightSource } from '../src/models/random-weights.js';
@@ -127,6 +129,13 @@ for (const [name, ours, ref] of rows) {
 }
 const stats = device.memoryStats();
 console.log(`\npeak device memory ${(stats.peak / 2 ** 20).toFixed(0)} MiB`);
+// The reference's figures come from a 2-core Zen 5 with AVX-512 (../shared/benchmarks.md); say what this machine
+// is, so a reader can tell whether the comparison is like for like (docs/benchmarks.md has the reference run on
+// the development machine side by side with this bench).
+const flags = (() => { try { return readFileSync('/proc/cpuinfo', 'utf8'); } catch { return ''; } })();
+const isa = /\bavx512f\b/.test(flags) ? 'AVX-512' : /\bavx2\b/.test(flags) ? 'AVX2 (no AVX-512)' : 'no AVX2';
+console.log(`this machine: ${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores, ${isa}; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+console.log('reference figures: diffusers v0.36.0 / torch 1.13.1 on a 2-core Zen 5 with AVX-512; the same reference run on a 2-core Zen 3 (AVX2) is in docs/benchmarks.md');
 both.free(); cond.free(); uncond.free(); latents.free();
 pipe.dispose();
 device.close();
