@@ -205,17 +205,20 @@ t.test('stats count jobs by status', async (t) => {
 });
 
 t.test('--job-timeout: a job past the limit stops between steps and fails job_timeout; the next job runs', async (t) => {
-  const limited = new Supervisor({ outputPath: null, inputSavePath: null, threads: 2, encoderThreads: 1, logger, jobTimeoutMs: 1500 });
+  // Far more steps than fit in the limit however fast a step gets (400 once took about the limit itself), so
+  // only the timeout can end this job early.
+  const STEPS = 20_000;
+  const limited = new Supervisor({ outputPath: null, inputSavePath: null, threads: 2, encoderThreads: 1, logger, jobTimeoutMs: 1500, limits: { maxSteps: STEPS } });
   t.teardown(() => limited.stop({ drainTimeoutMs: 0 }));
   await limited.ready();
   const steps: number[] = [];
-  const long = await limited.submitImageJob(imageParams({ numInferenceSteps: 400, prompt: 'a very long one' }));
+  const long = await limited.submitImageJob(imageParams({ numInferenceSteps: STEPS, prompt: 'a very long one' }));
   limited.subscribe((e) => { if (e.type === 'step') steps.push(performance.now()); }, { jobId: long.id });
   const t0 = performance.now();
   await t.rejects(long.result, { status: 504, code: 'job_timeout', message: /limit of 1\.5 s/ }, 'an image request waiting for it gets 504');
   const waited = performance.now() - t0;
   t.ok(waited >= 1400, `failed after the limit (${waited.toFixed(0)} ms)`);
-  t.ok(steps.length < 400, `stopped between steps (${steps.length} of 400 ran)`);
+  t.ok(steps.length < STEPS, `stopped between steps (${steps.length} of ${STEPS} ran)`);
   t.match(await limited.getJob(long.id), { status: 'failed', error: { code: 'job_timeout' } });
   const next = await (await limited.submitImageJob(imageParams())).result;
   t.equal(next.images.length, 1, 'the device serves the next job');
