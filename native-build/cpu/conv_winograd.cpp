@@ -325,6 +325,16 @@ void vertical_transform(const ConvShape &s, const float *plane, const float *nex
     }
 }
 
+// The time offsets [lo, hi) of output frame oz whose input frame exists; the others fall in the zero padding.
+struct TapRange {
+    int64_t lo, hi;
+    bool empty() const { return hi <= lo; }
+};
+inline TapRange taps_inside(const ConvShape &s, int64_t oz) {
+    const int64_t iz0 = oz * s.st - s.pt;
+    return {std::max<int64_t>(0, -iz0), std::min(s.kt, s.t - iz0)};
+}
+
 struct Task {
     int64_t ni, z0, nz;  // output frames [z0, z0 + nz) of sample ni
     int64_t t0, nt;      // tiles [t0, t0 + nt) of a frame's raster (tw8 per row), nt a multiple of 8
@@ -434,22 +444,19 @@ void winograd_task(const ConvShape &s, const WinoPlan &plan, const Task &task, c
                 const float *a = ap + ir / MR * kPoints * as;
                 for (int64_t oz = task.z0; oz < task.z0 + task.nz; ++oz) {
                     // The time offsets whose input frame exists: consecutive input frames from `slot` on.
-                    const int64_t iz0 = oz * s.st - s.pt;
-                    const int64_t dt_lo = std::max<int64_t>(0, -iz0), dt_hi = std::min(s.kt, s.t - iz0);
-                    if (dt_hi <= dt_lo) continue;
-                    const int64_t steps = (dt_hi - dt_lo) * kc, slot = iz0 + dt_lo - task.iz_lo;
+                    const TapRange taps = taps_inside(s, oz);
+                    if (taps.empty()) continue;
+                    const int64_t steps = (taps.hi - taps.lo) * kc, slot = oz * s.st - s.pt + taps.lo - task.iz_lo;
                     float *c = m + (oz - task.z0) * frame_floats + p * ms + (ir - task.co0) * ldm;
                     for (int64_t jp = 0; jp < panels; ++jp)
-                        gemm_micro_kernel(steps, a + dt_lo * kc * MR, vp + (jp * n_in + slot) * kc * NR, c + jp * NR, ldm, e);
+                        gemm_micro_kernel(steps, a + taps.lo * kc * MR, vp + (jp * n_in + slot) * kc * NR, c + jp * NR, ldm, e);
                 }
             }
         }
     }
     for (int64_t oz = task.z0; oz < task.z0 + task.nz; ++oz) {
         float *mf = m + (oz - task.z0) * frame_floats;
-        const int64_t iz0 = oz * s.st - s.pt;
-        if (std::min(s.kt, s.t - iz0) <= std::max<int64_t>(0, -iz0))
-            std::fill_n(mf, frame_floats, 0.0f);  // every tap in the padding: the output is the bias
+        if (taps_inside(s, oz).empty()) std::fill_n(mf, frame_floats, 0.0f);  // every tap in the padding: the output is the bias
         transform_output(s, plan, task, oz, mf, ms, ldm, bias, y);
     }
 #if SGLD_HAVE_AVX2
@@ -472,11 +479,8 @@ bool conv3d_winograd(sgld_context_t ctx, const ConvShape &s, const float *x, con
     if (!u) return false;
     // Only the time offsets some output frame reads outside the padding (Wan's first chunk: one of three).
     std::vector<char> used(size_t(s.kt), 0);
-    for (int64_t dt = 0; dt < s.kt; ++dt)
-        for (int64_t oz = 0; oz < s.to; ++oz) {
-            const int64_t iz = oz * s.st - s.pt + dt;
-            if (iz >= 0 && iz < s.t) { used[size_t(dt)] = 1; break; }
-        }
+    for (int64_t oz = 0; oz < s.to; ++oz)
+        for (TapRange taps = taps_inside(s, oz); taps.lo < taps.hi; ++taps.lo) used[size_t(taps.lo)] = 1;
     const int64_t weight_panels = plan.mp / MR;
     ctx->pool.run(int64_t(plan.blocks.size()) * weight_panels, [&](int64_t i) {
         transform_weights(s, plan, plan.blocks[size_t(i / weight_panels)], i % weight_panels, used.data(), weight, u);
@@ -493,12 +497,15 @@ bool conv3d_winograd(sgld_context_t ctx, const ConvShape &s, const float *x, con
         nt = round_up((per_frame + balanced - 1) / balanced, kLanes);
     }
     const int64_t tile_blocks = (per_frame + nt - 1) / nt, panels = (nt + NR - 1) / NR;
-    const auto task_floats = [&](int64_t nz, int64_t mrows) {
-        const int64_t n_in = std::min(s.t, (nz - 1) * s.st + s.kt);
-        return kPoints * (point_stride(panels * n_in * plan.kc_max * NR) + nz * point_stride(mrows * panels * NR));
+    // A task's scratch: V of the input frames nz output frames read, M of those frames for mrows output channels.
+    const auto v_floats_for = [&](int64_t nz) {
+        return kPoints * point_stride(panels * std::min(s.t, (nz - 1) * s.st + s.kt) * plan.kc_max * NR);
     };
+    const auto m_floats_for = [&](int64_t nz, int64_t mrows) { return nz * kPoints * point_stride(mrows * panels * NR); };
     int64_t nz = 1;
-    while (nz < std::min(kMaxTaskFrames, s.to) && task_floats(nz + 1, plan.mp) * int64_t(sizeof(float)) <= kWinoTaskBytes) ++nz;
+    while (nz < std::min(kMaxTaskFrames, s.to) &&
+           (v_floats_for(nz + 1) + m_floats_for(nz + 1, plan.mp)) * int64_t(sizeof(float)) <= kWinoTaskBytes)
+        ++nz;
     int64_t co_parts = 1;
     const auto task_count = [&] { return s.n * ((s.to + nz - 1) / nz) * tile_blocks * co_parts; };
     while (threads > 1 && task_count() < 2 * threads) {
@@ -509,8 +516,7 @@ bool conv3d_winograd(sgld_context_t ctx, const ConvShape &s, const float *x, con
     const int64_t frame_groups = (s.to + nz - 1) / nz;
     nz = (s.to + frame_groups - 1) / frame_groups;
     const int64_t co_step = round_up((plan.mp + co_parts - 1) / co_parts, MR);
-    const int64_t v_floats = kPoints * point_stride(panels * std::min(s.t, (nz - 1) * s.st + s.kt) * plan.kc_max * NR);
-    const int64_t m_floats = nz * kPoints * point_stride(co_step * panels * NR);
+    const int64_t v_floats = v_floats_for(nz), m_floats = m_floats_for(nz, co_step);
 
     std::atomic<bool> ok{true};
     ctx->pool.run(s.n * frame_groups * tile_blocks * co_parts, [&](int64_t ti) {
