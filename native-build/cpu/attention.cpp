@@ -110,8 +110,8 @@ float exp_shift_and_sum(float *s, int64_t n, float m) {
 }
 
 // O[0:6, 0:16] (row stride ldo) += P[0:6, 0:kc] . V panel, where P is row-major with row stride kKeyBlock (the
-// score rows themselves, no packing) and the V panel is a GEMM B panel (kc x 16). The k loop is the GEMM
-// micro-kernel's (gemm_kernel.cpp), with P's six rows broadcast from fixed offsets of one pointer.
+// score rows themselves, no packing) and the V panel is a GEMM B panel (kc x 16). The k loop is shaped like the
+// GEMM micro-kernel's (gemm_kstep_asm.h), with P's six rows broadcast from fixed offsets of one pointer.
 void pv_micro_kernel(int64_t kc, const float *p, const float *v_panel, float *o, int64_t ldo);
 
 #if SGLD_HAVE_AVX2
@@ -262,8 +262,8 @@ float row_max_of(const float *s, int64_t n) {
 //
 // Loops: query tile (kQueryTile rows; its O tile and the key block's K and V panels stay in L2) > key block
 // (kKeyBlock keys) > micro-panel of MR query rows. Each micro-panel runs its whole softmax step in L1: its
-// MR x kKeyBlock score rows are computed, reduced to row maxima, exponentiated straight into the A panel of
-// P V (no separate packing pass), and multiplied into O before the next micro-panel starts.
+// MR x kKeyBlock score rows are computed, reduced to row maxima, exponentiated in place, and multiplied into O
+// by pv_micro_kernel reading them where they are (no packing pass) before the next micro-panel starts.
 bool attend_range(const AttentionArgs &g, int64_t b, int64_t h, int64_t q0, int64_t q1) {
     const int64_t D = g.head_dim, Dp = round_up(D, kGemmNR), kv = g.kv_len;
     const int64_t MR = kGemmMR, NR = kGemmNR;
