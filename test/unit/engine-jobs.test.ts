@@ -9,17 +9,16 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
 import {
-  ApiError, type GenerationParams, type ImageJobParams, type JobEvent, type JobRecord, type VideoJobParams,
+  ApiError, type GenerationParams, type JobEvent, type JobRecord, type VideoJobParams,
 } from '../../src/actors/api.js';
 import { Supervisor } from '../../src/actors/supervisor.js';
-import type { LogFields, Logger } from '../../src/kernel/index.js';
 import { ffmpegPath } from '../../src/media/video.js';
+import { jobParams, picture as pictureOf, recordingLogger } from '../helpers/engine-jobs.js';
 import { fixtureRoot } from '../helpers/goldens.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sgld-engine-'));
-const logs: { level: string; message: string; fields?: LogFields }[] = [];
-const log = (level: string) => (message: string, fields?: LogFields) => void logs.push({ level, message, fields });
-const logger: Logger = { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
+const logger = recordingLogger();
+const logs = logger.lines;
 
 const engine = new Supervisor({
   outputPath: join(dir, 'outputs'), inputSavePath: join(dir, 'inputs'), threads: 2, maxQueuedRequests: 1, encoderThreads: 1, logger,
@@ -30,8 +29,9 @@ t.teardown(async () => {
 });
 
 const base: GenerationParams = { prompt: 'a red fox in the snow', n: 1, seed: 1024, generatorDevice: 'cpu', enableTeacache: false, numInferenceSteps: 2 };
-const imageParams = (over: Partial<ImageJobParams> = {}): ImageJobParams => ({ ...base, format: 'png', level: 75, inputs: [], ...over });
-const videoParams = (over: Partial<VideoJobParams> = {}): VideoJobParams => ({ ...base, fps: 8, numFrames: 9, level: 50, ...over });
+const made = jobParams(base);
+const imageParams = made.imageParams;
+const videoParams = (over: Partial<VideoJobParams> = {}): VideoJobParams => made.videoParams({ numFrames: 9, ...over });
 
 // Every event of every job, from the start (a job's first events go out inside its submit call).
 const events = new Map<string, JobEvent[]>();
@@ -165,7 +165,7 @@ const lora = join(fixtureRoot(), 'wan-tiny', 'lora', 'lora_diffusers_peft.safete
 const noLora = existsSync(lora) ? false : `no LoRA fixture at ${lora} (set SGLD_FIXTURE_DIR)`;
 
 t.test('set_lora waits for the running job to complete, changes the output, and unmerge restores it exactly', { skip: noLora }, async (t) => {
-  const picture = async (): Promise<Buffer> => rawPixels((await (await engine.submitImageJob(imageParams({ seed: 3 }))).result).images[0]!);
+  const picture = (): Promise<Buffer> => pictureOf(engine, imageParams({ seed: 3 }));
   const before = await picture();
 
   const order: string[] = [];
